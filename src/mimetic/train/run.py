@@ -1,0 +1,201 @@
+"""A whole training run, top to bottom: what ``python train.py`` does.
+
+config -> run dir (finished? resume? fresh?) -> data -> model + init -> optimizer ->
+epochs (train, evaluate, checkpoint, log) -> summary.json + DONE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mimetic.data import build_data
+from mimetic.errors import CheckpointError, ConfigError
+from mimetic.init import apply_init, attention_products, summarize_products
+from mimetic.models import build_vit
+from mimetic.train import checkpoint
+from mimetic.train.config import TrainConfig, config_hash, load_config, run_key
+from mimetic.train.engine import Precision, evaluate, train_one_epoch
+from mimetic.train.environment import environment
+from mimetic.train.optim import build_optimizer, build_scheduler
+from mimetic.train.seeding import derive_seed, generator
+from mimetic.train.tracking import MetricsFile, WandbMirror, write_json_atomic
+
+log = logging.getLogger("mimetic")
+
+DONE_NAME = "DONE"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=auto or cpu")
+    return device
+
+
+def _check_run_dir_owner(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to mix two different configs in one directory."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    stored = OmegaConf.load(saved)
+    theirs = stored.get("_run", {}).get("config_hash")
+    if theirs is not None and theirs != config_hash(cfg):
+        raise ConfigError(
+            f"{run_dir} already holds a run with a different config (hash {theirs}, this one {config_hash(cfg)}). "
+            "Point hydra.run.dir at a new directory, or drop the override to get the default run dir."
+        )
+
+
+def _group_and_tags(cfg: TrainConfig) -> tuple[str, list[str]]:
+    group = cfg.logger.group or f"{cfg.experiment or cfg.dataset.name}-{cfg.model.name}"
+    tags = [cfg.dataset.name, cfg.model.name, cfg.init.name, f"seed{cfg.seed}"]
+    if cfg.experiment:
+        tags.append(cfg.experiment)
+    return group, tags + list(cfg.logger.tags)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    # The base weights come from their own seeded stream, identical across inits.
+    torch.manual_seed(derive_seed(cfg.seed, "model"))
+    return build_vit(cfg.model, num_classes)
+
+
+def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
+    """Train (or resume, or skip a finished run) and return the run's summary."""
+    cfg = load_config(composed)
+    if run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = HydraConfig.get().runtime.output_dir
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_key(cfg)
+
+    if (run_dir / DONE_NAME).exists():
+        log.info("run already finished: %s (delete %s to train it again)", run_dir, run_dir / DONE_NAME)
+        summary_path = run_dir / "summary.json"
+        return OmegaConf.to_container(OmegaConf.load(summary_path)) if summary_path.exists() else {}
+    _check_run_dir_owner(run_dir, cfg)
+
+    device = resolve_device(cfg.trainer.device)
+    ckpt_path = run_dir / checkpoint.CHECKPOINT_NAME
+    state = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
+    if state is not None and state.get("config_hash") != config_hash(cfg):
+        raise CheckpointError(
+            f"{ckpt_path} was written by a different config (hash {state.get('config_hash')}, this one "
+            f"{config_hash(cfg)}). Point hydra.run.dir at a new directory for this config."
+        )
+
+    data = build_data(cfg, device)
+    model = build_model(cfg, data.num_classes)
+    metrics = MetricsFile(run_dir / "metrics.jsonl")
+    if state is None:
+        init_report = apply_init(model, cfg.init, generator(cfg.seed, "init"))
+        diagnostics = {"init": init_report, "attention": summarize_products(attention_products(model))}
+        write_json_atomic(run_dir / "init_diagnostics.json", diagnostics)
+        resolved = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(cfg)))
+        resolved["_run"] = {"run_key": key, "config_hash": config_hash(cfg)}
+        OmegaConf.save(resolved, run_dir / "config.yaml")
+        write_json_atomic(run_dir / "environment.json", environment(device))
+        metrics.reset([])
+        history: list[dict] = []
+        start_epoch, wall_before = 1, 0.0
+        log.info("start %s in %s", key, run_dir)
+    else:
+        diagnostics = None
+        history = list(state["history"])
+        metrics.reset(history)  # drop lines written after the checkpoint, if any
+        start_epoch, wall_before = state["epoch"] + 1, state["wall_time_s"]
+        log.info("resume %s from epoch %d in %s", key, state["epoch"], run_dir)
+    model.to(device)
+
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.sched, epochs=cfg.trainer.epochs, steps_per_epoch=len(data.train))
+    precision = Precision.resolve(cfg.trainer.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{ckpt_path} does not fit this model/optimizer ({err}). Delete it to restart.") \
+                from None
+        checkpoint.restore_rng_state(state["rng"])
+    train_model = torch.compile(model) if cfg.trainer.compile else model
+
+    group, tags = _group_and_tags(cfg)
+    config_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+    mirror = WandbMirror(cfg.logger, run_key=key, run_dir=run_dir, config={**config_dict, "run_key": key},
+                         group=group, tags=tags, job_type=cfg.init.name)
+    if diagnostics is not None:
+        mirror.log({f"init/{k}": v for k, v in diagnostics["attention"]["mean"].items()}, step=0)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %d params on %s; train %d / test %d images%s", cfg.model.name, n_params, device,
+             data.train.num_samples, data.test.num_samples,
+             f" / val {data.val.num_samples}" if data.val is not None else "")
+    session_start = time.perf_counter()
+    best = max((r["test_acc"] for r in history), default=float("-inf"))
+    try:
+        for epoch in range(start_epoch, cfg.trainer.epochs + 1):
+            epoch_start = time.perf_counter()
+            stats = train_one_epoch(
+                train_model, data.train, optimizer, scheduler, scaler,
+                generator(cfg.seed, "data", epoch, device=device),
+                epoch=epoch, precision=precision, label_smoothing=cfg.trainer.label_smoothing,
+                grad_clip=cfg.trainer.grad_clip, progress=cfg.trainer.progress,
+            )
+            test_loss, test_acc = evaluate(train_model, data.test, precision)
+            record = {"epoch": epoch, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"],
+                      "test_loss": test_loss, "test_acc": test_acc}
+            if data.val is not None:
+                record["val_loss"], record["val_acc"] = evaluate(train_model, data.val, precision)
+            record.update(lr=stats["lr"], epoch_time_s=time.perf_counter() - epoch_start,
+                          images_per_s=stats["images_per_s"])
+            history.append(record)
+            best = max(best, test_acc)
+            checkpoint.save_atomic({
+                "run_key": key, "config_hash": config_hash(cfg), "epoch": epoch, "history": history,
+                "wall_time_s": wall_before + time.perf_counter() - session_start,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
+            }, ckpt_path)
+            metrics.append(record)
+            mirror.log(record, step=epoch)
+            log.info("epoch %d/%d  train_loss %.4f  train_acc %.2f  test_acc %.2f%s  %.1fs", epoch,
+                     cfg.trainer.epochs, record["train_loss"], record["train_acc"], test_acc,
+                     f"  val_acc {record['val_acc']:.2f}" if "val_acc" in record else "",
+                     record["epoch_time_s"])
+    except BaseException:
+        mirror.finish(exit_code=1)
+        raise
+
+    last = history[-1]
+    summary = {
+        "run_key": key, "experiment": cfg.experiment, "model": cfg.model.name, "dataset": cfg.dataset.name,
+        "init": cfg.init.name, "seed": cfg.seed, "epochs": last["epoch"],
+        "test_acc": last["test_acc"], "best_test_acc": best, "test_loss": last["test_loss"],
+        "train_acc": last["train_acc"], "train_loss": last["train_loss"],
+        "wall_time_s": wall_before + time.perf_counter() - session_start,
+        "mean_images_per_s": sum(r["images_per_s"] for r in history) / len(history),
+        "params": n_params, "device": environment(device)["device"],
+    }
+    if "val_acc" in last:
+        summary["val_acc"] = last["val_acc"]
+        summary["best_val_acc"] = max(r["val_acc"] for r in history)
+    write_json_atomic(run_dir / "summary.json", summary)
+    mirror.summary(summary)
+    mirror.finish()
+    (run_dir / DONE_NAME).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    log.info("done: test_acc %.2f (best %.2f) in %.0fs -> %s", summary["test_acc"], best, summary["wall_time_s"],
+             run_dir)
+    return summary
