@@ -53,6 +53,15 @@ def _check_run_dir_owner(run_dir: Path, cfg: TrainConfig) -> None:
         )
 
 
+def _command_overrides() -> list[str]:
+    """The command-line overrides of this job (recorded so tables can cite exact commands)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
 def _group_and_tags(cfg: TrainConfig) -> tuple[str, list[str]]:
     group = cfg.logger.group or f"{cfg.experiment or cfg.dataset.name}-{cfg.model.name}"
     tags = [cfg.dataset.name, cfg.model.name, cfg.init.name, f"seed{cfg.seed}"]
@@ -101,7 +110,7 @@ def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
         diagnostics = {"init": init_report, "attention": summarize_products(attention_products(model))}
         write_json_atomic(run_dir / "init_diagnostics.json", diagnostics)
         resolved = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(cfg)))
-        resolved["_run"] = {"run_key": key, "config_hash": config_hash(cfg)}
+        resolved["_run"] = {"run_key": key, "config_hash": config_hash(cfg), "overrides": _command_overrides()}
         OmegaConf.save(resolved, run_dir / "config.yaml")
         write_json_atomic(run_dir / "environment.json", environment(device))
         metrics.reset([])
