@@ -176,7 +176,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, folder_root):
 
     again = cli(*args, f"hydra.run.dir={resumed}")
     assert again.returncode == 0, again.stderr
-    assert f"resume" in again.stdout + again.stderr
+    assert "resume" in again.stdout + again.stderr
     assert without_timing(read_metrics(resumed)) == without_timing(read_metrics(reference))
     a = torch.load(resumed / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(reference / "checkpoint.pt", weights_only=False)["model"]

@@ -62,7 +62,8 @@ def load(path: Path) -> dict[str, Any]:
         # restricted unpickler rejects; it is our own file, written by save_atomic.
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}). {fix}") from None
+        reason = f"{type(err).__name__}: {err}"
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({reason}). {fix}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a checkpoint of this code (format {FORMAT_VERSION}). {fix}")
     return state

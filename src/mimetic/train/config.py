@@ -219,12 +219,14 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(i, key)
         need(value >= 0, f"init.{key} must be >= 0, got {value} (the method fixes the signs: +I for QK, -I for VO)")
     if i.name == "pretrained_attention":
-        need(bool(i.checkpoint), "init=pretrained_attention needs init.checkpoint=<.pth/.safetensors file or timm name>")
+        need(bool(i.checkpoint),
+             "init=pretrained_attention needs init.checkpoint=<.pth/.safetensors file or timm name>")
 
     o = cfg.optim
     need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
-    need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two numbers in [0, 1), got {o.betas}")
+    need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+         f"optim.betas must be two numbers in [0, 1), got {o.betas}")
 
     s = cfg.sched
     need(s.warmup_epochs >= 0, f"sched.warmup_epochs must be >= 0, got {s.warmup_epochs}")

@@ -18,9 +18,13 @@ def build_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, *, epochs: int, steps_per_epoch: int):
-    """Linear warmup, then cosine to ``min_lr``; stepped once per optimizer step."""
+    """Linear warmup, then cosine to ``min_lr``; stepped once per optimizer step.
+
+    Warmup never takes more than half of training, so very short runs (a 1-epoch smoke
+    test with the 5-epoch default warmup) still warm up and then decay.
+    """
     total = epochs * steps_per_epoch
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total // 2)
     return CosineLRScheduler(
         optimizer,
         t_initial=max(total - warmup, 1),

@@ -20,7 +20,7 @@ from mimetic.models import build_vit
 from mimetic.train import checkpoint
 from mimetic.train.config import TrainConfig, config_hash, load_config, run_key
 from mimetic.train.engine import Precision, evaluate, train_one_epoch
-from mimetic.train.environment import environment
+from mimetic.train.environment import describe_device, environment
 from mimetic.train.optim import build_optimizer, build_scheduler
 from mimetic.train.seeding import derive_seed, generator
 from mimetic.train.tracking import MetricsFile, WandbMirror, write_json_atomic
@@ -196,7 +196,7 @@ def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
         "train_acc": last["train_acc"], "train_loss": last["train_loss"],
         "wall_time_s": wall_before + time.perf_counter() - session_start,
         "mean_images_per_s": sum(r["images_per_s"] for r in history) / len(history),
-        "params": n_params, "device": environment(device)["device"],
+        "params": n_params, "device": describe_device(device),
     }
     if "val_acc" in last:
         summary["val_acc"] = last["val_acc"]
