@@ -1,0 +1,146 @@
+"""Batched data augmentation on the accelerator, driven by an explicit ``torch.Generator``.
+
+Per-sample randomness comes from one generator per epoch, so a run's data stream is a
+pure function of (seed, epoch): a resumed run sees exactly the batches it would have
+seen, and default/mimetic runs with equal seeds see the same images.
+
+``randaug_cutout`` is the paper's recipe: random crop + flip, RandAugment (torchvision's
+op set and magnitude bins, applied per sample by grouping samples that drew the same op),
+then Cutout on the normalised image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import InterpolationMode
+
+NUM_MAGNITUDE_BINS = 31  # torchvision's RandAugment default
+
+
+def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back to the original size at a random offset per sample."""
+    if padding <= 0:
+        return x
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=x.device)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (b, h, 1)
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (b, 1, w)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=g, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def cutout_(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square (clipped at the border) at a random centre per sample."""
+    if size <= 0:
+        return x
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=g, device=x.device)
+    cx = torch.randint(0, w, (b,), generator=g, device=x.device)
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    top, left = (cy - size // 2)[:, None, None], (cx - size // 2)[:, None, None]
+    inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)
+    return x.masked_fill_(inside[:, None], 0.0)
+
+
+def _shear(axis: int) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    def op(img: torch.Tensor, m: float) -> torch.Tensor:
+        shear = [0.0, 0.0]
+        shear[axis] = math.degrees(math.atan(m))
+        return TF.affine(img, angle=0.0, translate=[0, 0], scale=1.0, shear=shear,
+                         interpolation=InterpolationMode.NEAREST, center=[0, 0])
+    return op
+
+
+def _translate(axis: int) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    def op(img: torch.Tensor, m: float) -> torch.Tensor:
+        shift = [0, 0]
+        shift[axis] = int(m)
+        return TF.affine(img, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0],
+                         interpolation=InterpolationMode.NEAREST)
+    return op
+
+
+def randaugment_space(image_size: int) -> dict[str, tuple[torch.Tensor, bool, Callable]]:
+    """torchvision's RandAugment ops: name -> (magnitude per bin, signed, op(img, magnitude))."""
+    bins = NUM_MAGNITUDE_BINS
+    lin = lambda hi: torch.linspace(0.0, hi, bins)  # noqa: E731
+    none = torch.zeros(bins)
+    return {
+        "Identity": (none, False, lambda img, m: img),
+        "ShearX": (lin(0.3), True, _shear(0)),
+        "ShearY": (lin(0.3), True, _shear(1)),
+        "TranslateX": (lin(150.0 / 331.0 * image_size), True, _translate(0)),
+        "TranslateY": (lin(150.0 / 331.0 * image_size), True, _translate(1)),
+        "Rotate": (lin(30.0), True, lambda img, m: TF.rotate(img, m, interpolation=InterpolationMode.NEAREST)),
+        "Brightness": (lin(0.9), True, lambda img, m: TF.adjust_brightness(img, 1.0 + m)),
+        "Color": (lin(0.9), True, lambda img, m: TF.adjust_saturation(img, 1.0 + m)),
+        "Contrast": (lin(0.9), True, lambda img, m: TF.adjust_contrast(img, 1.0 + m)),
+        "Sharpness": (lin(0.9), True, lambda img, m: TF.adjust_sharpness(img, 1.0 + m)),
+        "Posterize": (8 - (torch.arange(bins) / ((bins - 1) / 4)).round(), False,
+                      lambda img, m: TF.posterize(img, int(m))),
+        "Solarize": (torch.linspace(255.0, 0.0, bins), False, lambda img, m: TF.solarize(img, m)),
+        "AutoContrast": (none, False, lambda img, m: TF.autocontrast(img)),
+        "Equalize": (none, False, lambda img, m: TF.equalize(img)),
+    }
+
+
+def randaugment(x: torch.Tensor, num_ops: int, magnitude: int, g: torch.Generator) -> torch.Tensor:
+    """RandAugment on a uint8 batch: each sample applies ``num_ops`` ops drawn uniformly.
+
+    Samples that drew the same (op, sign) are transformed together, so a batch costs at
+    most ``num_ops * 27`` batched calls instead of one call per image.
+    """
+    if num_ops <= 0:
+        return x
+    space = randaugment_space(x.shape[-1])
+    ops = list(space.values())
+    x = x.clone()
+    b = x.shape[0]
+    for _ in range(num_ops):
+        chosen = torch.randint(0, len(ops), (b,), generator=g, device=x.device)
+        negate = torch.randint(0, 2, (b,), generator=g, device=x.device).bool()
+        for index, (magnitudes, signed, op) in enumerate(ops):
+            m = float(magnitudes[magnitude])
+            for sign in ((False, True) if signed else (None,)):
+                mask = chosen == index
+                if sign is not None:
+                    mask = mask & (negate == sign)
+                if not mask.any():
+                    continue
+                x[mask] = op(x[mask], -m if sign else m)
+    return x
+
+
+class TrainTransform:
+    """uint8 batch -> augmented, normalised float batch (what the model trains on)."""
+
+    def __init__(self, cfg: Any, mean: torch.Tensor, std: torch.Tensor):
+        self.cfg = cfg
+        self.mean = mean.view(1, -1, 1, 1)
+        self.std = std.view(1, -1, 1, 1)
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        cfg = self.cfg
+        x = random_crop(x, cfg.crop_padding, g)
+        if cfg.flip:
+            x = random_flip(x, g)
+        x = randaugment(x, cfg.randaug_ops, cfg.randaug_magnitude, g)
+        x = normalize(x, self.mean.to(x.device), self.std.to(x.device))
+        return cutout_(x, cfg.cutout, g)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x.float() / 255.0 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

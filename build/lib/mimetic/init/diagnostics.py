@@ -1,0 +1,172 @@
+"""Measure the QK and VO products that attention layers actually compute.
+
+The products are recovered by pushing basis vectors through each real module (a float64
+copy, so the model is untouched):
+
+* QK: one sequence ``[0, e_1, ..., e_d]``; the log attention probabilities give the logits
+  up to a per-row constant, and double-differencing against the zero token removes both
+  that constant and the biases: ``A[a, b] = (L[a,b] - L[a,0] - L[0,b] + L[0,0]) / scale``.
+* VO: each ``e_j`` alone (one token, so the softmax is exactly 1), minus the output for the
+  zero token, is row ``j`` of ``B = W_v^T W_o^T``.
+
+A layout mistake anywhere (a transposed factor, swapped q/k rows) therefore shows up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mimetic.init.attention import attention_layers_or_raise
+from mimetic.init.layers import AttentionAdapter
+
+
+def product_stats(product: torch.Tensor, target_beta: float | None = None) -> dict[str, float]:
+    """Summary of a (rows x cols) product against the form ``alpha Z + beta I``.
+
+    * ``diag_mean`` estimates beta (with its sign); ``offdiag_std * sqrt(rows)`` estimates alpha.
+    * ``identity_rel_err``: ``||P - diag_mean I|| / ||P||``, the share of the product that is
+      not a scaled identity (1 for pure noise, alpha/sqrt(alpha^2+beta^2) for the exact target).
+    * ``target_rel_err`` (when ``target_beta`` is given): ``||P - target_beta I|| / ||target_beta I||``.
+    * ``transpose_corr``: correlation of ``P[i,j]`` with ``P[j,i]`` off the diagonal; ~0 for
+      ``alpha Z + beta I`` with i.i.d. ``Z``, so a symmetrised or doubly transposed product stands out.
+    """
+    p = product.to(torch.float64)
+    rows, cols = p.shape
+    eye = torch.eye(rows, cols, dtype=torch.float64)
+    diag = torch.diagonal(p)
+    off = p[eye == 0]
+    diag_mean = diag.mean().item()
+    stats = {
+        "diag_mean": diag_mean,
+        "diag_std": diag.std().item() if diag.numel() > 1 else 0.0,
+        "offdiag_mean": off.mean().item(),
+        "offdiag_std": off.std().item(),
+        "alpha_hat": off.std().item() * rows**0.5,
+        "identity_rel_err": (torch.linalg.norm(p - diag_mean * eye) / torch.linalg.norm(p)).item(),
+        # Products recovered through float64 probes carry ~1e-13 relative noise; count only
+        # singular values above 1e-9 of the largest.
+        "rank": int(torch.linalg.matrix_rank(p, rtol=1e-9).item()),
+    }
+    if rows == cols:
+        upper = torch.triu(torch.ones(rows, cols, dtype=torch.bool), diagonal=1)
+        a, b = p[upper], p.T[upper]
+        stats["transpose_corr"] = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+    if target_beta is not None:
+        target = target_beta * eye
+        stats["target_rel_err"] = (torch.linalg.norm(p - target) / torch.linalg.norm(target)).item()
+    return stats
+
+
+@dataclass
+class LayerProducts:
+    """The products of one attention layer and their statistics."""
+
+    name: str
+    kind: str
+    qk: torch.Tensor  # (heads, query_dim, key_dim): per-head W_q^i^T W_k^i
+    vo: torch.Tensor  # (value_dim, out_dim): W_v^T W_o^T
+    qk_stats: list[dict[str, float]] = field(default_factory=list)
+    vo_stats: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-ready statistics (no tensors)."""
+        return {"name": self.name, "kind": self.kind, "qk": self.qk_stats, "vo": self.vo_stats}
+
+
+def _qk_products(layer: AttentionAdapter) -> torch.Tensor:
+    dq, dk = layer.query_dim, layer.key_dim
+    queries = torch.cat([torch.zeros(1, dq, dtype=torch.float64), torch.eye(dq, dtype=torch.float64)])
+    if dq == dk:
+        keys = queries  # self-attention modules need the same tokens on both sides
+    else:
+        keys = torch.cat([torch.zeros(1, dk, dtype=torch.float64), torch.eye(dk, dtype=torch.float64)])
+    logp = layer.attention_log_probs(queries, keys)  # (heads, 1+dq, 1+dk)
+    logits = logp[:, 1:, 1:] - logp[:, 1:, :1] - logp[:, :1, 1:] + logp[:, :1, :1]
+    return logits / layer.scale
+
+
+def _vo_product(layer: AttentionAdapter) -> torch.Tensor:
+    dv = layer.value_dim
+    values = torch.cat([torch.zeros(1, dv, dtype=torch.float64), torch.eye(dv, dtype=torch.float64)])
+    out = layer.value_path(values)
+    return out[1:] - out[:1]
+
+
+def attention_products(
+    model: nn.Module, *, target_beta_qk: float | None = 0.7, target_beta_vo: float | None = 0.4
+) -> list[LayerProducts]:
+    """Per attention layer: the per-head QK products, the VO product and their statistics.
+
+    ``target_beta_*`` only feed the ``target_rel_err`` statistic (VO's target is
+    ``-target_beta_vo * I``); pass None to leave it out.
+    """
+    results = []
+    for layer in attention_layers_or_raise(model):
+        qk = _qk_products(layer)
+        vo = _vo_product(layer)
+        results.append(
+            LayerProducts(
+                name=layer.name,
+                kind=layer.kind,
+                qk=qk,
+                vo=vo,
+                qk_stats=[product_stats(head, target_beta_qk) for head in qk],
+                vo_stats=product_stats(vo, None if target_beta_vo is None else -target_beta_vo),
+            )
+        )
+    return results
+
+
+def summarize_products(products: list[LayerProducts]) -> dict:
+    """Layer summaries plus means over layers (and heads): what train.py logs at step 0."""
+    qk_diag = [s["diag_mean"] for p in products for s in p.qk_stats]
+    qk_off = [s["offdiag_std"] for p in products for s in p.qk_stats]
+    vo_diag = [p.vo_stats["diag_mean"] for p in products]
+    vo_off = [p.vo_stats["offdiag_std"] for p in products]
+
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    return {
+        "layers": [p.summary() for p in products],
+        "mean": {
+            "qk_diag_mean": mean(qk_diag),
+            "qk_offdiag_std": mean(qk_off),
+            "vo_diag_mean": mean(vo_diag),
+            "vo_offdiag_std": mean(vo_off),
+        },
+    }
+
+
+def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Softmax attention of every timm attention layer for input ``x``: a list of (B, heads, N, N).
+
+    Runs the model's real forward (in eval mode, without autograd) with the non-fused
+    attention path switched on for the call, so the maps can be read off ``attn_drop``.
+    """
+    from mimetic.init.layers import TimmFusedAttention, find_attention_layers
+
+    layers = [layer for layer in find_attention_layers(model) if isinstance(layer, TimmFusedAttention)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no timm attention layers to read maps from")
+    maps: list[torch.Tensor] = []
+    saved = [(layer.module, layer.module.fused_attn) for layer in layers]
+    hooks = [layer.module.attn_drop.register_forward_hook(lambda _m, _i, out: maps.append(out.detach()))
+             for layer in layers]
+    was_training = model.training
+    try:
+        for module, _ in saved:
+            module.fused_attn = False
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, fused in saved:
+            module.fused_attn = fused
+        model.train(was_training)
+    return maps

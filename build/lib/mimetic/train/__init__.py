@@ -1,0 +1,1 @@
+"""The training harness behind ``python train.py``."""

@@ -1,0 +1,1 @@
+"""Run collection and paired-seed tables/figures (what scripts/make_tables.py uses)."""
