@@ -1,1 +1,0 @@
-"""The training harness behind ``python train.py``."""
