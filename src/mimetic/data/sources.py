@@ -147,7 +147,9 @@ def load_cifar(name: str, root: Path, *, download: bool, verify_checksums: bool)
         for batch in batches:
             entry = _unpickle(folder / batch)
             if "data" not in entry or spec["label_key"] not in entry:
-                raise DatasetError(f"{folder / batch} lacks 'data' or '{spec['label_key']}': not a {spec['title']} batch")
+                raise DatasetError(
+                    f"{folder / batch} lacks 'data' or '{spec['label_key']}': not a {spec['title']} batch"
+                )
             data = np.asarray(entry["data"], dtype=np.uint8)
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
                 raise DatasetError(f"{folder / batch}: data has shape {data.shape}, expected (N, 3072)")
