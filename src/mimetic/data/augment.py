@@ -11,6 +11,7 @@ then Cutout on the normalised image.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +74,7 @@ def _translate(axis: int) -> Callable[[torch.Tensor, float], torch.Tensor]:
     return op
 
 
+@functools.lru_cache(maxsize=8)  # built once per image size, not once per batch
 def randaugment_space(image_size: int) -> dict[str, tuple[torch.Tensor, bool, Callable]]:
     """torchvision's RandAugment ops: name -> (magnitude per bin, signed, op(img, magnitude))."""
     bins = NUM_MAGNITUDE_BINS

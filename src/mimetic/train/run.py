@@ -174,12 +174,13 @@ def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
         mirror.log({f"init/{k}": v for k, v in diagnostics["attention"]["mean"].items()}, step=0)
     session_start = time.perf_counter()
     train_model = torch.compile(model) if cfg.trainer.compile else model
+    identity = {"run_key": run_key(cfg), "config_hash": config_hash(cfg)}  # once, not per epoch
     try:
         for epoch in range(progress.next_epoch, cfg.trainer.epochs + 1):
             record = _one_epoch(cfg, epoch, train_model, data, optimizer, scheduler, scaler, precision, device)
             progress.history.append(record)
             checkpoint.save_atomic({
-                "run_key": run_key(cfg), "config_hash": config_hash(cfg), "epoch": epoch,
+                **identity, "epoch": epoch,
                 "history": progress.history,
                 "wall_time_s": progress.wall_time_s + time.perf_counter() - session_start,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
