@@ -24,3 +24,7 @@ class CheckpointError(MimeticError):
 
 class TrainingError(MimeticError):
     """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class RunDirError(MimeticError):
+    """A run directory holds a file that cannot be read, or cannot be written to."""

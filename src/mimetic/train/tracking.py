@@ -1,50 +1,14 @@
-"""Where metrics go: local JSON files (the source of truth) and a wandb mirror."""
+"""The wandb mirror of a run (local files in the run directory stay the source of truth)."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
 from typing import Any
 
 from mimetic.errors import ConfigError
+from mimetic.train.rundir import MetricsFile, clean_record, write_json_atomic
 
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _clean(record: dict) -> dict:
-    # NaN is not JSON; record it as null rather than writing an unreadable line.
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-
-
-class MetricsFile:
-    """``metrics.jsonl``: one JSON object per finished epoch."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def reset(self, history: list[dict]) -> None:
-        """Rewrite the file to exactly ``history`` (the records the checkpoint vouches for)."""
-        tmp = Path(str(self.path) + ".tmp")
-        tmp.write_text("".join(json.dumps(_clean(r)) + "\n" for r in history))
-        os.replace(tmp, self.path)
-
-    def append(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(_clean(record)) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+__all__ = ["MetricsFile", "WandbMirror", "write_json_atomic"]
 
 
 class WandbMirror:
@@ -83,7 +47,7 @@ class WandbMirror:
 
     def log(self, record: dict, step: int) -> None:
         if self.run is not None:
-            self.run.log(_clean(record), step=step)
+            self.run.log(clean_record(record), step=step)
 
     def summary(self, values: dict) -> None:
         if self.run is not None:
