@@ -7,7 +7,7 @@ import torch
 from conftest import make_vit
 from torch import nn
 
-from mimetic.init import attention_products, mimetic_attention_
+from mimetic.init import InitError, attention_products, mimetic_attention_
 from mimetic.init.factorize import identity_plus_noise
 
 SHAPES = [(192, 3), (64, 4), (96, 6), (128, 2)]
@@ -169,16 +169,18 @@ def test_model_with_several_mha_layers():
 
 
 def test_errors_are_clear():
-    with pytest.raises(ValueError, match="no recognised self-attention"):
+    with pytest.raises(InitError, match="no recognised self-attention"):
         mimetic_attention_(nn.Sequential(nn.Linear(4, 4)))
-    with pytest.raises(ValueError, match="alpha_vo must be a finite number >= 0"):
+    with pytest.raises(InitError, match="alpha_vo must be a finite number >= 0, got -0.1"):
         mimetic_attention_(make_vit(dim=64, heads=4, depth=1), alpha_vo=-0.1)
-    with pytest.raises(ValueError, match="beta_qk"):
+    with pytest.raises(InitError, match="beta_qk must be a finite number >= 0, got nan"):
         mimetic_attention_(make_vit(dim=64, heads=4, depth=1), beta_qk=float("nan"))
     model = make_vit(dim=64, heads=4, depth=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     model.blocks[0].attn.num_heads = 5  # 64 is not divisible by 5
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(InitError, match="blocks.0.attn .*divisible"):
         mimetic_attention_(model)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_uses_global_rng_without_generator():

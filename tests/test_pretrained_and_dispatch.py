@@ -6,7 +6,8 @@ from conftest import make_vit
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from mimetic.init import INIT_NAMES, apply_init, pretrained_attention_
+from mimetic.errors import ConfigError
+from mimetic.init import INITS, InitError, apply_init, pretrained_attention_
 
 ATTN = ("attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias")
 
@@ -46,26 +47,28 @@ def test_copies_exactly_the_attention_tensors(tmp_path, fmt):
 
 def test_missing_file_and_mismatches(tmp_path):
     target = make_vit(dim=48, heads=3, depth=2)
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(InitError, match="not found: .*nope.pth .*Pass an existing"):
         pretrained_attention_(target, tmp_path / "nope.pth")
     wide = tmp_path / "wide.pth"
     torch.save(randomised_source(dim=96).state_dict(), wide)
-    with pytest.raises(ValueError, match="shape mismatch"):
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(InitError, match="shape mismatch"):
         pretrained_attention_(target, wide)
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # nothing half-written
     deep = tmp_path / "deep.pth"
     torch.save(randomised_source(depth=3).state_dict(), deep)
-    with pytest.raises(ValueError, match="depth mismatch"):
+    with pytest.raises(InitError, match="depth mismatch"):
         pretrained_attention_(target, deep)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not read"):
+    with pytest.raises(InitError, match="could not read"):
         pretrained_attention_(target, junk)
 
 
 def test_apply_init_dispatch(tmp_path):
     base = make_vit(dim=48, heads=3, depth=1)
     names = {}
-    for name in INIT_NAMES:
+    for name in INITS.names():
         model = make_vit(dim=48, heads=3, depth=1)
         cfg = {"name": name, "alpha_qk": 0.7, "beta_qk": 0.7, "alpha_vo": 0.4, "beta_vo": 0.4}
         if name == "pretrained_attention":
@@ -85,7 +88,8 @@ def test_apply_init_dispatch(tmp_path):
         if name in ("mimetic", "pretrained_attention"):
             assert not torch.equal(qkv, old) and not torch.equal(proj, old_proj)
     assert names["default"]["layers"] == 0 and names["mimetic"]["layers"] == 1
-    with pytest.raises(ValueError, match="unknown init"):
+    assert set(names) == {"default", "mimetic", "mimetic_qk", "mimetic_vo", "pretrained_attention"}
+    with pytest.raises(ConfigError, match="'mimetics' is not a registered init; choose one of: default, mimetic"):
         apply_init(base, {"name": "mimetics"})
-    with pytest.raises(ValueError, match="init.checkpoint"):
+    with pytest.raises(InitError, match="init=pretrained_attention needs init.checkpoint="):
         apply_init(base, {"name": "pretrained_attention"})

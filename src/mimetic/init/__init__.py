@@ -4,26 +4,105 @@
     from mimetic.init import mimetic_attention_
     model = timm.create_model("vit_tiny_patch16_224", num_classes=10)
     mimetic_attention_(model, generator=torch.Generator().manual_seed(0))
+
+By name, as the ``init=`` config group does (the names are what :data:`INITS` holds):
+
+    from mimetic.init import INITS, apply_init, diagnose_init, state_snapshot
+    before = state_snapshot(model)
+    report = apply_init(model, {"name": "mimetic", "alpha_qk": 0.5}, generator)
+    diagnostics = diagnose_init(model, {"name": "mimetic", "alpha_qk": 0.5}, before)
+
+Every problem a user can fix (a bad coefficient, a missing checkpoint, a model whose
+attention the method cannot handle) raises :class:`InitError` with the fix in its message;
+nothing is written when an init refuses.
+
+Your own attention module: subclass :class:`AttentionAdapter` (how to find its q/k/v/o
+weights, in ``nn.Linear``'s (out, in) layout, and how to probe its forward) and register it:
+
+    from mimetic.init import AttentionAdapter, register_attention_adapter
+
+    @register_attention_adapter
+    class MyAttentionAdapter(AttentionAdapter):
+        kind = "mine"
+
+        @staticmethod
+        def matches(module):
+            return isinstance(module, MyAttention)
+
+        def __init__(self, name, module):
+            super().__init__(name, module)
+            self.num_heads, self.head_dim = module.heads, module.dim // module.heads
+
+        def q_weight(self): return self.module.to_q.weight
+        def k_weight(self): return self.module.to_k.weight
+        def v_weight(self): return self.module.to_v.weight
+        def o_weight(self): return self.module.out.weight
+        def attention_log_probs(self, queries, keys): ...  # (heads, Lq, Lk) from the real forward
+        def value_path(self, values): ...                  # output for each token attended to alone
+
+Every init and :func:`attention_products` then use it, after checking through the two
+probes that the module computes the products its weights say. Modules that look like
+attention but that no adapter claims make every attention init refuse, with their names.
 """
 
-from mimetic.init.attention import mimetic_attention_
-from mimetic.init.diagnostics import LayerProducts, attention_products, product_stats, summarize_products
-from mimetic.init.dispatch import INIT_NAMES, apply_init
+from mimetic.init.attention import (
+    PAPER_COEFFICIENTS,
+    MimeticCoefficients,
+    MimeticOptions,
+    MimeticQKOptions,
+    MimeticVOOptions,
+    mimetic_attention_,
+)
+from mimetic.init.base import INITS, InitError
+from mimetic.init.diagnostics import (
+    LayerProducts,
+    attention_maps,
+    attention_products,
+    diagnose_init,
+    product_stats,
+    state_snapshot,
+    summarize_products,
+)
+from mimetic.init.dispatch import INIT_NAMES, DefaultOptions, apply_init, init_options
 from mimetic.init.factorize import balanced_factors, identity_plus_noise
-from mimetic.init.layers import AttentionAdapter, find_attention_layers
-from mimetic.init.pretrained import pretrained_attention_
+from mimetic.init.layers import (
+    AttentionAdapter,
+    AttentionScan,
+    find_attention_layers,
+    register_attention_adapter,
+    register_non_attention,
+    scan_attention,
+)
+from mimetic.init.pretrained import PretrainedAttentionOptions, pretrained_attention_
 
 __all__ = [
+    "INITS",
     "INIT_NAMES",
+    "PAPER_COEFFICIENTS",
     "AttentionAdapter",
+    "AttentionScan",
+    "DefaultOptions",
+    "InitError",
     "LayerProducts",
+    "MimeticCoefficients",
+    "MimeticOptions",
+    "MimeticQKOptions",
+    "MimeticVOOptions",
+    "PretrainedAttentionOptions",
     "apply_init",
+    "attention_maps",
     "attention_products",
     "balanced_factors",
+    "diagnose_init",
     "find_attention_layers",
     "identity_plus_noise",
+    "init_options",
     "mimetic_attention_",
     "pretrained_attention_",
     "product_stats",
+    "register_attention_adapter",
+    "register_non_attention",
+    "scan_attention",
+    "state_snapshot",
     "summarize_products",
 ]

@@ -9,37 +9,112 @@ For every attention layer, with ``d`` the model width and ``k`` the head dim:
 (``nn.Linear`` computes ``x W^T``, so these are the products the forward pass applies:
 logits ``x W_q^T W_k x'^T`` and value path ``x W_v^T W_o^T``.) Biases, and every other
 tensor of the model, are left as they are.
+
+The paper's coefficients live once, in :data:`PAPER_COEFFICIENTS`; the registered inits
+``mimetic``, ``mimetic_qk`` and ``mimetic_vo`` and :func:`mimetic_attention_` all default to it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from mimetic.init.base import INITS, InitError
 from mimetic.init.factorize import balanced_factors, identity_plus_noise
-from mimetic.init.layers import AttentionAdapter, find_attention_layers, supported_layers_text
+from mimetic.init.layers import AttentionAdapter, scan_attention, supported_layers_text
+from mimetic.registry import Option
 
 
-def _check_coefficients(**coefficients: float) -> None:
-    for name, value in coefficients.items():
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(
-                f"{name} must be a finite number >= 0, got {value!r} "
+@dataclass(frozen=True)
+class MimeticCoefficients:
+    """QK target ``alpha_qk Z + beta_qk I``, VO target ``alpha_vo Z - beta_vo I`` (signs fixed)."""
+
+    alpha_qk: float = 0.7
+    beta_qk: float = 0.7
+    alpha_vo: float = 0.4
+    beta_vo: float = 0.4
+
+
+#: The paper's values (SPEC §1): the one place they are written.
+PAPER_COEFFICIENTS = MimeticCoefficients()
+
+
+def coefficient_problems(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """One message per coefficient that is not a finite number >= 0 (``prefix`` names the group)."""
+    out = []
+    for name, value in values.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        if not ok:
+            out.append(
+                f"{prefix}{name} must be a finite number >= 0, got {value!r} "
                 "(the sign of each target is fixed by the method: +I for QK, -I for VO)"
             )
+    return out
+
+
+@dataclass
+class _CoefficientOptions(Option):
+    """Shared checks of the mimetic schemas: every ``alpha_*``/``beta_*`` field is a finite number >= 0."""
+
+    touches_attention: ClassVar[bool] = True
+    qk: ClassVar[bool] = True
+    vo: ClassVar[bool] = True
+
+    def coefficients(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith(("alpha_", "beta_"))}
+
+    def problems(self, group: str) -> list[str]:
+        return coefficient_problems(self.coefficients(), prefix=f"{group}.")
+
+
+@dataclass
+class MimeticOptions(_CoefficientOptions):
+    """``init=mimetic``: both products (the paper's method)."""
+
+    alpha_qk: float = PAPER_COEFFICIENTS.alpha_qk
+    beta_qk: float = PAPER_COEFFICIENTS.beta_qk
+    alpha_vo: float = PAPER_COEFFICIENTS.alpha_vo
+    beta_vo: float = PAPER_COEFFICIENTS.beta_vo
+
+
+@dataclass
+class MimeticQKOptions(_CoefficientOptions):
+    """``init=mimetic_qk``: the query-key product only (ablation); the value path keeps its init."""
+
+    vo: ClassVar[bool] = False
+    alpha_qk: float = PAPER_COEFFICIENTS.alpha_qk
+    beta_qk: float = PAPER_COEFFICIENTS.beta_qk
+
+
+@dataclass
+class MimeticVOOptions(_CoefficientOptions):
+    """``init=mimetic_vo``: the value-output product only (ablation); queries and keys keep their init."""
+
+    qk: ClassVar[bool] = False
+    alpha_vo: float = PAPER_COEFFICIENTS.alpha_vo
+    beta_vo: float = PAPER_COEFFICIENTS.beta_vo
 
 
 def attention_layers_or_raise(model: nn.Module) -> list[AttentionAdapter]:
-    layers = find_attention_layers(model)
-    if not layers:
-        raise ValueError(
-            f"{type(model).__name__} has no recognised self-attention layer. Supported: {supported_layers_text()}."
+    """The attention layers of ``model``, all of them supported, or an :class:`InitError` saying why not.
+
+    Refused layers (a variant whose products are not the targeted ones, meta tensors, bad
+    shapes) and attention-like modules no adapter recognises are listed together; nothing
+    is skipped silently.
+    """
+    scan = scan_attention(model)
+    scan.raise_if_problems()
+    if not scan.layers:
+        raise InitError(
+            f"{type(model).__name__} has no recognised self-attention layer, so an attention init has "
+            f"nothing to set (use init=default for a model without attention). Supported: {supported_layers_text()}."
         )
-    for layer in layers:
-        layer.check_shapes()
-    return layers
+    return scan.layers
 
 
 @torch.no_grad()
@@ -69,10 +144,10 @@ def _init_vo(layer: AttentionAdapter, alpha: float, beta: float, generator: torc
 def mimetic_attention_(
     model: nn.Module,
     *,
-    alpha_qk: float = 0.7,
-    beta_qk: float = 0.7,
-    alpha_vo: float = 0.4,
-    beta_vo: float = 0.4,
+    alpha_qk: float = PAPER_COEFFICIENTS.alpha_qk,
+    beta_qk: float = PAPER_COEFFICIENTS.beta_qk,
+    alpha_vo: float = PAPER_COEFFICIENTS.alpha_vo,
+    beta_vo: float = PAPER_COEFFICIENTS.beta_vo,
     qk: bool = True,
     vo: bool = True,
     generator: torch.Generator | None = None,
@@ -83,10 +158,15 @@ def mimetic_attention_(
     global RNG if None), layer by layer in module order, the heads' QK noise before the
     layer's VO noise; equal seeds therefore give identical weights.
 
-    Raises ``ValueError`` for a model without recognised attention, a negative or
-    non-finite alpha/beta, or a layer whose width does not split into its heads.
+    Raises :class:`InitError` (a ``ValueError``), before writing anything, for a negative
+    or non-finite alpha/beta, a model without recognised attention, a layer whose width
+    does not split into its heads, a layer whose forward does not compute the targeted
+    products (qk-norm, talking heads, ...), meta-device parameters, or modules that look
+    like attention but that no adapter recognises.
     """
-    _check_coefficients(alpha_qk=alpha_qk, beta_qk=beta_qk, alpha_vo=alpha_vo, beta_vo=beta_vo)
+    problems = coefficient_problems(dict(alpha_qk=alpha_qk, beta_qk=beta_qk, alpha_vo=alpha_vo, beta_vo=beta_vo))
+    if problems:
+        raise InitError("; ".join(problems))
     layers = attention_layers_or_raise(model)
     for layer in layers:
         if qk:
@@ -94,3 +174,15 @@ def mimetic_attention_(
         if vo:
             _init_vo(layer, alpha_vo, beta_vo, generator)
     return len(layers) if (qk or vo) else 0
+
+
+def _mimetic(model: nn.Module, options: _CoefficientOptions, generator: torch.Generator | None) -> dict:
+    coefficients = {k: float(v) for k, v in options.coefficients().items()}
+    layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients)
+    return {"init": options.name, "layers": layers, **coefficients}
+
+
+INITS.add("mimetic", MimeticOptions, _mimetic,
+          help="W_q^T W_k ~ alpha_qk Z + beta_qk I, W_v^T W_o^T ~ alpha_vo Z - beta_vo I")
+INITS.add("mimetic_qk", MimeticQKOptions, _mimetic, help="only the query-key product of mimetic init")
+INITS.add("mimetic_vo", MimeticVOOptions, _mimetic, help="only the value-output product of mimetic init")

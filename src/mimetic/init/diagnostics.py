@@ -15,12 +15,15 @@ A layout mistake anywhere (a transposed factor, swapped q/k rows) therefore show
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from mimetic.init.attention import attention_layers_or_raise
-from mimetic.init.layers import AttentionAdapter
+from mimetic.init.attention import PAPER_COEFFICIENTS, attention_layers_or_raise
+from mimetic.init.base import InitError
+from mimetic.init.dispatch import init_options
+from mimetic.init.layers import AttentionAdapter, scan_attention
 
 
 def product_stats(product: torch.Tensor, target_beta: float | None = None) -> dict[str, float]:
@@ -76,32 +79,37 @@ class LayerProducts:
         return {"name": self.name, "kind": self.kind, "qk": self.qk_stats, "vo": self.vo_stats}
 
 
+def _basis_with_zero(dim: int, device: torch.device) -> torch.Tensor:
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), torch.eye(dim, dtype=torch.float64)]).to(device)
+
+
 def _qk_products(layer: AttentionAdapter) -> torch.Tensor:
     dq, dk = layer.query_dim, layer.key_dim
-    queries = torch.cat([torch.zeros(1, dq, dtype=torch.float64), torch.eye(dq, dtype=torch.float64)])
-    if dq == dk:
-        keys = queries  # self-attention modules need the same tokens on both sides
-    else:
-        keys = torch.cat([torch.zeros(1, dk, dtype=torch.float64), torch.eye(dk, dtype=torch.float64)])
-    logp = layer.attention_log_probs(queries, keys)  # (heads, 1+dq, 1+dk)
+    device = layer.q_weight().device
+    queries = _basis_with_zero(dq, device)
+    # self-attention modules need the same tokens on both sides
+    keys = queries if dq == dk else _basis_with_zero(dk, device)
+    logp = layer.attention_log_probs(queries, keys).cpu()  # (heads, 1+dq, 1+dk)
     logits = logp[:, 1:, 1:] - logp[:, 1:, :1] - logp[:, :1, 1:] + logp[:, :1, :1]
     return logits / layer.scale
 
 
 def _vo_product(layer: AttentionAdapter) -> torch.Tensor:
-    dv = layer.value_dim
-    values = torch.cat([torch.zeros(1, dv, dtype=torch.float64), torch.eye(dv, dtype=torch.float64)])
-    out = layer.value_path(values)
+    out = layer.value_path(_basis_with_zero(layer.value_dim, layer.v_weight().device)).cpu()
     return out[1:] - out[:1]
 
 
 def attention_products(
-    model: nn.Module, *, target_beta_qk: float | None = 0.7, target_beta_vo: float | None = 0.4
+    model: nn.Module,
+    *,
+    target_beta_qk: float | None = PAPER_COEFFICIENTS.beta_qk,
+    target_beta_vo: float | None = PAPER_COEFFICIENTS.beta_vo,
 ) -> list[LayerProducts]:
     """Per attention layer: the per-head QK products, the VO product and their statistics.
 
     ``target_beta_*`` only feed the ``target_rel_err`` statistic (VO's target is
-    ``-target_beta_vo * I``); pass None to leave it out.
+    ``-target_beta_vo * I``); pass None to leave it out. Raises :class:`InitError` where
+    the model's attention cannot be measured (see ``attention_layers_or_raise``).
     """
     results = []
     for layer in attention_layers_or_raise(model):
@@ -151,7 +159,7 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
     layers = [layer for layer in find_attention_layers(model) if isinstance(layer, TimmFusedAttention)]
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no timm attention layers to read maps from")
+        raise InitError(f"{type(model).__name__} has no timm attention layers to read maps from")
     maps: list[torch.Tensor] = []
     saved = [(layer.module, layer.module.fused_attn) for layer in layers]
     hooks = [layer.module.attn_drop.register_forward_hook(lambda _m, _i, out: maps.append(out.detach()))
@@ -170,3 +178,59 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
             module.fused_attn = fused
         model.train(was_training)
     return maps
+
+
+def state_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model.state_dict()``: the ``before`` that :func:`diagnose_init` compares to."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _changed(model: nn.Module, before: dict[str, torch.Tensor]) -> tuple[list[str], int]:
+    changed, unchanged = [], 0
+    for key, now in model.state_dict().items():
+        old = before.get(key)
+        same = (
+            old is not None
+            and old.shape == now.shape
+            and old.dtype == now.dtype
+            and torch.equal(now.detach(), old.detach().to(now.device))
+        )
+        if same:
+            unchanged += 1
+        else:
+            changed.append(key)
+    return changed, unchanged
+
+
+def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor] | None = None) -> dict:
+    """What an init did to ``model``, JSON-ready (what train.py logs at step 0).
+
+    ``options`` is whatever :func:`apply_init` took (an init name, its options, a config
+    node). ``before`` is a :func:`state_snapshot` taken before the init.
+
+    * ``init``: the name; ``changed_tensors`` (state-dict keys that differ from ``before``)
+      and ``unchanged_count``: both None without ``before``.
+    * ``attention``: ``summarize_products(attention_products(model))``, with the init's own
+      betas as targets, for an attention init (which needs measurable attention: an
+      :class:`InitError` otherwise), and for an init that leaves attention alone when the
+      model has measurable attention. A model without attention has no such section; one
+      whose attention cannot be measured gets ``attention_unsupported`` (the scan) instead.
+    """
+    opts = init_options(options)
+    report: dict[str, Any] = {"init": opts.name, "changed_tensors": None, "unchanged_count": None}
+    if before is not None:
+        report["changed_tensors"], report["unchanged_count"] = _changed(model, before)
+    betas = {
+        "target_beta_qk": getattr(opts, "beta_qk", PAPER_COEFFICIENTS.beta_qk),
+        "target_beta_vo": getattr(opts, "beta_vo", PAPER_COEFFICIENTS.beta_vo),
+    }
+    if getattr(type(opts), "touches_attention", True):
+        report["attention"] = summarize_products(attention_products(model, **betas))
+        return report
+    scan = scan_attention(model)
+    if not scan.ok:
+        report["attention_unsupported"] = scan.summary()
+    elif scan.layers:
+        report["attention"] = summarize_products(attention_products(model, **betas))
+    return report
+
