@@ -1,61 +1,88 @@
 # %% [markdown]
 # # Attention maps at step 0: default vs mimetic init
 #
-# Headless exploration (run as a script or open as a percent-format notebook):
+# Headless exploration (run as a script or open as a percent-format notebook). The committed
+# figure results/figures/attention_at_init.png is exactly what this gives on the first 8 test
+# images of the CIFAR-10 JPEG slice (unpack it once, as README says, into data/):
 #
-#     python notebooks/attention_at_init.py --out results/figures/attention_at_init.png
+#     python -m zipfile -e ../shared/data/cifar10-jpeg-6k.zip data/
+#     python notebooks/attention_at_init.py --images data/cifar10-jpeg-6k \
+#         --out results/figures/attention_at_init.png
+#
+# By default it writes outputs/figures/attention_at_init.png (not committed). The PNG carries a
+# stamp of its inputs (the image tensor, layers, seeds), and an existing file is replaced only
+# when its stamp is the same, or with --overwrite: a run on other inputs (--random-inputs, other
+# images) never replaces the committed figure by accident.
 #
 # For the paper's ViT-Tiny (fixed sin-cos PE), plots where the centre patch attends in a
 # few layers, averaged over heads and a batch of inputs, for both inits. Mimetic init
 # should already look local (a bright spot around the query), default init uniform.
 
 # %%
+from __future__ import annotations
+
 import argparse
+import hashlib
+import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
-from mimetic.init import mimetic_attention_
-from mimetic.init.diagnostics import attention_maps
-from mimetic.models import build_vit
-from mimetic.train.config import ModelConfig
+from mimetic.analysis.outputs import decide_figure, fingerprint, refusal, save_figure
+from mimetic.errors import MimeticError
+
+DEFAULT_IMAGES = Path("data/cifar10-jpeg-6k")
+DEFAULT_OUT = Path("outputs/figures/attention_at_init.png")
+SEED = 0
 
 
 def inputs(image_folder: Path | None, n: int = 8) -> torch.Tensor:
-    """Real images when a folder is given (normalised per batch), random ones otherwise."""
+    """The first ``n`` test images of an image folder (normalised per batch), or random ones."""
     if image_folder is None:
-        return torch.randn(n, 3, 32, 32)
+        return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(SEED))
     from mimetic.data.sources import load_image_folder
 
     images = load_image_folder(image_folder, image_size=32).test.images[:n].float() / 255
     return (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3), keepdim=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="results/figures/attention_at_init.png")
-    parser.add_argument("--images", type=Path, default=None, help="an image-folder dataset root (optional)")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Step-0 attention maps of ViT-Tiny, default vs mimetic init.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"PNG to write (default: {DEFAULT_OUT})")
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES,
+                        help=f"an image-folder dataset root; its first test images are the inputs (default: "
+                             f"{DEFAULT_IMAGES}, the CIFAR-10 slice the committed figure uses)")
+    parser.add_argument("--random-inputs", action="store_true", help="Gaussian noise images instead of --images")
+    parser.add_argument("--n", type=int, default=8, help="number of input images (default: 8)")
     parser.add_argument("--layers", type=int, nargs="+", default=[0, 5, 11])
-    args = parser.parse_args()
+    parser.add_argument("--overwrite", action="store_true", help="replace --out even if made from other inputs")
+    return parser.parse_args(argv)
 
-    cfg = ModelConfig()  # the paper's ViT-Tiny
-    grid = cfg.img_size // cfg.patch_size
-    torch.manual_seed(0)
-    default = build_vit(cfg, num_classes=10)
-    mimetic = build_vit(cfg, num_classes=10)
+
+def figure(x: torch.Tensor, layers: list[int]):
+    """The 2 x len(layers) panel figure for inputs ``x`` (the same weights for both rows but attention)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mimetic.init import mimetic_attention_
+    from mimetic.init.diagnostics import attention_maps
+    from mimetic.models import DataSpec, ViTTiny, build_vit
+
+    spec = DataSpec("classification", num_classes=10)
+    torch.manual_seed(SEED)
+    default = build_vit(ViTTiny(name="vit_tiny"), spec)  # the paper's ViT-Tiny
+    mimetic = build_vit(ViTTiny(name="vit_tiny"), spec)
+    grid = default.patch_embed.grid_size[0]
     mimetic.load_state_dict(default.state_dict())
-    mimetic_attention_(mimetic, generator=torch.Generator().manual_seed(0))
-    x = inputs(args.images)
+    mimetic_attention_(mimetic, generator=torch.Generator().manual_seed(SEED))
     query = 1 + (grid // 2) * grid + grid // 2  # the centre patch (token 0 is the class token)
 
-    fig, axes = plt.subplots(2, len(args.layers), figsize=(3 * len(args.layers), 6), squeeze=False)
+    fig, axes = plt.subplots(2, len(layers), figsize=(3 * len(layers), 6), squeeze=False)
     for row, (name, model) in enumerate((("default", default), ("mimetic", mimetic))):
         maps = attention_maps(model, x)
-        for col, layer in enumerate(args.layers):
+        for col, layer in enumerate(layers):
             attn = maps[layer][:, :, query, 1:].mean(dim=(0, 1)).reshape(grid, grid)
             axes[row][col].imshow(attn.numpy(), cmap="viridis")
             # Each panel has its own colour scale: the peak tells how concentrated it is
@@ -64,10 +91,38 @@ def main() -> None:
             axes[row][col].axis("off")
     fig.suptitle("Where the centre patch attends at step 0 (ViT-Tiny, sin-cos PE)")
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
-    print(f"wrote {args.out}")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if not args.random_inputs and not args.images.is_dir():
+            raise MimeticError(
+                f"{args.images} not found: the figure's inputs are the first {args.n} test images of an image "
+                "folder. Unpack the CIFAR-10 slice with `python -m zipfile -e ../shared/data/cifar10-jpeg-6k.zip "
+                "data/`, pass --images <folder with train/ and test/>, or use --random-inputs"
+            )
+        x = inputs(None if args.random_inputs else args.images, args.n)
+        stamp = fingerprint({"notebook": "attention_at_init", "inputs": hashlib.sha256(x.numpy().tobytes()).hexdigest(),
+                             "shape": list(x.shape), "layers": args.layers, "seed": SEED})
+        decision = decide_figure(args.out, stamp, args.overwrite)
+        if decision.refused:
+            raise refusal([decision], f"the default --out {DEFAULT_OUT}, or another --out")
+        import matplotlib.pyplot as plt
+
+        fig = figure(x, args.layers)
+        save_figure(fig, args.out, stamp, dpi=100)
+        plt.close(fig)
+    except MimeticError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    source = "random inputs" if args.random_inputs else f"the first {args.n} test images of {args.images}"
+    how = {"new": "new file", "same inputs": "replaced a figure made from the same inputs",
+           "overwrite": "replaced, --overwrite"}[decision.action]
+    print(f"wrote {args.out} ({how}; from {source}, layers {' '.join(map(str, args.layers))})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
