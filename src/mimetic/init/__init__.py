@@ -16,6 +16,12 @@ Every problem a user can fix (a bad coefficient, a missing checkpoint, a model w
 attention the method cannot handle) raises :class:`InitError` with the fix in its message;
 nothing is written when an init refuses.
 
+Built-in adapters: ``torch.nn.MultiheadAttention``, timm ``Attention`` (ViT), GPT-2/nanoGPT
+fused ``c_attn``/``c_proj`` (``nn.Linear`` or Hugging Face ``Conv1D``), Llama/OPT-style
+``q_proj``/``k_proj``/``v_proj`` + ``o_proj``/``out_proj``, BERT-style ``self.query/key/value`` +
+``output.dense`` (see :mod:`mimetic.init.lm_layers`; matched by structure, no ``transformers``
+dependency).
+
 Your own attention module: subclass :class:`AttentionAdapter` (how to find its q/k/v/o
 weights, in ``nn.Linear``'s (out, in) layout, and how to probe its forward) and register it:
 
@@ -73,6 +79,7 @@ from mimetic.init.layers import (
     register_non_attention,
     scan_attention,
 )
+from mimetic.init.lm_layers import BertStyleAttention, FusedCAttnAttention, SeparateProjAttention
 from mimetic.init.pretrained import PretrainedAttentionOptions, pretrained_attention_
 
 __all__ = [
@@ -81,7 +88,9 @@ __all__ = [
     "PAPER_COEFFICIENTS",
     "AttentionAdapter",
     "AttentionScan",
+    "BertStyleAttention",
     "DefaultOptions",
+    "FusedCAttnAttention",
     "InitError",
     "LayerProducts",
     "MimeticCoefficients",
@@ -89,6 +98,7 @@ __all__ = [
     "MimeticQKOptions",
     "MimeticVOOptions",
     "PretrainedAttentionOptions",
+    "SeparateProjAttention",
     "apply_init",
     "attention_maps",
     "attention_products",

@@ -5,7 +5,8 @@ copy, so the model is untouched):
 
 * QK: one sequence ``[0, e_1, ..., e_d]``; the log attention probabilities give the logits
   up to a per-row constant, and double-differencing against the zero token removes both
-  that constant and the biases: ``A[a, b] = (L[a,b] - L[a,0] - L[0,b] + L[0,0]) / scale``.
+  that constant and the biases: ``A[a, b] = (L[a,b] - L[a,0] - L[0,b] + L[0,0]) / scale``
+  (causal layers: two orderings, see :func:`mimetic.init.layers.token_logits`).
 * VO: each ``e_j`` alone (one token, so the softmax is exactly 1), minus the output for the
   zero token, is row ``j`` of ``B = W_v^T W_o^T``.
 
@@ -23,7 +24,7 @@ from torch import nn
 from mimetic.init.attention import PAPER_COEFFICIENTS, attention_layers_or_raise
 from mimetic.init.base import InitError
 from mimetic.init.dispatch import init_options
-from mimetic.init.layers import AttentionAdapter, scan_attention
+from mimetic.init.layers import AttentionAdapter, scan_attention, token_logits
 
 
 def product_stats(product: torch.Tensor, target_beta: float | None = None) -> dict[str, float]:
@@ -86,12 +87,10 @@ def _basis_with_zero(dim: int, device: torch.device) -> torch.Tensor:
 def _qk_products(layer: AttentionAdapter) -> torch.Tensor:
     dq, dk = layer.query_dim, layer.key_dim
     device = layer.q_weight().device
-    queries = _basis_with_zero(dq, device)
+    queries = torch.eye(dq, dtype=torch.float64, device=device)
     # self-attention modules need the same tokens on both sides
-    keys = queries if dq == dk else _basis_with_zero(dk, device)
-    logp = layer.attention_log_probs(queries, keys).cpu()  # (heads, 1+dq, 1+dk)
-    logits = logp[:, 1:, 1:] - logp[:, 1:, :1] - logp[:, :1, 1:] + logp[:, :1, :1]
-    return logits / layer.scale
+    keys = None if dq == dk else torch.eye(dk, dtype=torch.float64, device=device)
+    return token_logits(layer, queries, keys)  # basis vectors in: the products themselves
 
 
 def _vo_product(layer: AttentionAdapter) -> torch.Tensor:
