@@ -90,3 +90,32 @@ def write_image_folder(root: Path, classes=("cat", "dog", "ship"), train_per_cla
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).resize(size).save(folder / f"{i:04d}.png")
     return root
+
+
+def png16_bytes(array: np.ndarray) -> bytes:
+    """A real 16-bit PNG (greyscale, grey+alpha, RGB or RGBA by the number of channels).
+
+    Written by hand (zlib + CRCs) because Pillow cannot save 16-bit colour PNGs.
+    """
+    import struct
+    import zlib
+
+    array = np.asarray(array, dtype=">u2")
+    if array.ndim == 2:
+        array = array[..., None]
+    height, width, channels = array.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = b"".join(b"\0" + array[y].tobytes() for y in range(height))  # filter type 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def write_png16(path: Path, array: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png16_bytes(array))
+    return path

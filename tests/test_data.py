@@ -15,7 +15,11 @@ from mimetic.data.sources import (
     stratified_holdout,
 )
 from mimetic.errors import DatasetError
-from mimetic.train.config import AugConfig
+
+try:  # the augmentation options moved next to the augmentation code (registry of options)
+    from mimetic.data.augment import ImageAug as AugConfig
+except ImportError:  # before that move
+    from mimetic.train.config import AugConfig
 
 
 def test_cifar10_pickles_read_like_the_real_ones(tmp_path):
