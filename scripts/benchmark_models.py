@@ -13,29 +13,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from mimetic.models import build_vit
-from mimetic.train.config import ModelConfig
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
+from mimetic.models import MODELS, DataSpec, ModelOption, build_model
 
 
-def model_config(spec: str) -> ModelConfig:
-    """``vit_micro`` or ``vit_micro:dim=96,heads=3`` (a config file plus overrides)."""
+def model_config(spec: str) -> ModelOption:
+    """``vit_micro`` or ``vit_micro:dim=96,heads=3`` (a registered model plus overrides)."""
     name, _, extra = spec.partition(":")
-    values = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
+    options = MODELS.default_options(name)
     for item in filter(None, extra.split(",")):
         key, value = item.split("=")
-        values[key] = type(values[key])(value)
-    return ModelConfig(**values)
+        setattr(options, key, type(getattr(options, key))(value))
+    return options
 
 
-def images_per_second(cfg: ModelConfig, batch: int, device: torch.device, steps: int, warmup: int) -> float:
-    model = build_vit(cfg, num_classes=10).to(device)
+def images_per_second(cfg: ModelOption, batch: int, device: torch.device, steps: int, warmup: int) -> float:
+    model = build_model(cfg, DataSpec("classification", num_classes=10)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, cfg.img_size, cfg.img_size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)

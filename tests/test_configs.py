@@ -1,24 +1,13 @@
-"""Every config composes and validates; the run key is deterministic; bad values are named."""
+"""Every registered option composes and validates; the run key is deterministic; bad values are named."""
 
-from pathlib import Path
+import dataclasses
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import CONFIGS, composed
 from omegaconf import OmegaConf
 
 from mimetic.errors import ConfigError
-from mimetic.train.config import load_config, run_key
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def composed(*overrides: str, hydra_node: bool = False):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra_node)
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+from mimetic.train.config import GROUPS, load_config, run_key
 
 
 def test_defaults_are_the_papers_vit_tiny_cifar10_recipe():
@@ -27,23 +16,57 @@ def test_defaults_are_the_papers_vit_tiny_cifar10_recipe():
     assert (m.dim, m.depth, m.heads, m.mlp_ratio, m.patch_size, m.img_size) == (192, 12, 3, 4.0, 2, 32)
     assert (m.pooling, m.pos_embed) == ("token", "sincos")
     assert cfg.dataset.name == "cifar10" and cfg.aug.name == "randaug_cutout"
+    assert (cfg.aug.randaug_ops, cfg.aug.cutout) == (2, 16)
     assert (o.name, o.lr, o.weight_decay) == ("adamw", 3e-3, 0.01)
     assert (t.epochs, t.batch_size) == (100, 512)
     assert cfg.init.name == "default"
 
 
-@pytest.mark.parametrize("group", ["model", "dataset", "aug", "init", "optim", "sched", "trainer", "logger"])
-def test_every_option_of_every_group_composes(group):
-    for option in options(group):
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_every_registered_option_composes_and_selects_its_schema(group, tmp_path):
+    registry = GROUPS[group]
+    assert registry.names(), group
+    (tmp_path / "vit.pth").write_bytes(b"")
+    for option in registry.names():
         overrides = [f"{group}={option}"]
         if option == "pretrained_attention":
-            overrides.append("init.checkpoint=/some/vit.pth")
+            overrides.append(f"init.checkpoint={tmp_path / 'vit.pth'}")
         cfg = load_config(composed(*overrides))
-        if group in ("model", "dataset", "aug", "init"):
-            assert getattr(cfg, group).name == option
+        chosen = getattr(cfg, group)
+        assert chosen.name == option and isinstance(chosen, registry.get(option).schema)
 
 
-@pytest.mark.parametrize("experiment", options("experiment"))
+def test_groups_list_only_what_is_registered():
+    """No hand-kept list of names: an unknown option is refused by Hydra with the registered ones."""
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        composed("model=vit_gigantic")
+    for name in GROUPS["model"].names():
+        assert name in str(err.value)
+
+
+def test_option_files_carry_only_their_own_keys():
+    """A group option has its own schema: mimetic's coefficients are not keys of init=default."""
+    default = load_config(composed("init=default")).init
+    mimetic = load_config(composed("init=mimetic")).init
+    assert not hasattr(default, "alpha_qk") and mimetic.alpha_qk == 0.7
+    with pytest.raises(Exception, match="alpha_qk"):
+        load_config(composed("init=default", "init.alpha_qk=0.5"))
+
+
+def test_alpha_beta_defaults_exist_once():
+    """The coefficients' defaults live in one place in the code, nowhere in YAML."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    hits = [p for p in src.rglob("*.py") if re.search(r"alpha_qk\s*(:\s*float\s*)?=\s*0\.7", p.read_text())]
+    assert len(hits) <= 1, hits
+    assert not [p for p in CONFIGS.rglob("*.yaml") if "alpha_qk: 0.7" in p.read_text()]
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")))
 def test_experiment_configs_compose(experiment):
     cfg = load_config(composed(f"experiment={experiment}"))
     assert cfg.experiment == experiment
@@ -63,41 +86,45 @@ def test_slurm_launcher_config_composes():
 
 
 def test_run_key_is_deterministic_and_separates_configs():
-    key = run_key(load_config(composed("init=mimetic", "seed=1")))
-    assert key == run_key(load_config(composed("init=mimetic", "seed=1")))
-    assert key.startswith("cifar10-vit_tiny-mimetic-s1-")
+    key = run_key(load_config(composed("init=mimetic", "seed=1", "dataset=digits")))
+    assert key == run_key(load_config(composed("init=mimetic", "seed=1", "dataset=digits")))
+    assert key.startswith("digits-vit_tiny-mimetic-s1-")
     # Irrelevant to the result: same key (the run resumes).
-    assert key == run_key(load_config(composed("init=mimetic", "seed=1", "logger.mode=disabled",
-                                               "dataset.root=/elsewhere", "trainer.progress=false")))
+    assert key == run_key(load_config(composed("init=mimetic", "seed=1", "dataset=digits", "logger.mode=disabled",
+                                               "trainer.progress=false", "dataset.root=/elsewhere")))
     # Relevant: different keys, so two jobs never share a directory.
-    assert key != run_key(load_config(composed("init=mimetic", "seed=2")))
-    assert key != run_key(load_config(composed("init=mimetic", "seed=1", "optim.lr=1e-3")))
-    assert key != run_key(load_config(composed("init=mimetic", "seed=1", "init.alpha_qk=0.5")))
+    for change in ("seed=2", "optim.lr=1e-3", "init.alpha_qk=0.5", "model.freeze=[head.*]", "trainer.max_steps=5"):
+        other = [o for o in ("init=mimetic", "seed=1", "dataset=digits") if o.split("=")[0] != change.split("=")[0]]
+        assert key != run_key(load_config(composed(*other, change))), change
 
 
 def test_hydra_run_dir_is_the_run_key():
-    from mimetic.cli import register_resolvers
-
-    register_resolvers()
-    cfg = composed("init=mimetic", "paths.runs_dir=/tmp/r", hydra_node=True)
+    cfg = composed("init=mimetic", "paths.runs_dir=/tmp/r", "dataset=digits", hydra_node=True)
     run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"]
     assert run_dir == "/tmp/r/" + run_key(load_config(cfg))
+
+
+def test_an_invalid_config_gets_a_placeholder_dir_outside_runs():
+    cfg = composed("model.heads=5", "paths.runs_dir=/tmp/r", "dataset=digits", hydra_node=True)
+    run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"]
+    assert not run_dir.startswith("/tmp/r") and "mimetic-invalid-config" in run_dir
 
 
 @pytest.mark.parametrize(
     "override,message",
     [
         ("model.heads=5", "model.heads=5 does not divide model.dim=192"),
+        ("model.dim=2", "sin-cos position embedding needs a width divisible by 4"),
         ("trainer.batch_size=0", "trainer.batch_size must be > 0"),
         ("trainer.epochs=0", "trainer.epochs must be >= 1"),
-        ("init.alpha_qk=-0.1", "init.alpha_qk must be >= 0"),
-        ("init.beta_vo=-1", "init.beta_vo must be >= 0"),
+        ("trainer.max_steps=-1", "trainer.max_steps must be >= 0"),
         ("model.patch_size=5", "model.patch_size=5 does not divide model.img_size=32"),
         ("dataset.val_fraction=1.5", "dataset.val_fraction must be in [0, 1)"),
         ("trainer.precision=fp8", "trainer.precision='fp8' is not one of"),
         ("logger.mode=sometimes", "logger.mode='sometimes' is not one of"),
-        ("trainer.batch_size=abc", "bad value for 'trainer.batch_size'"),
-        ("+trainer.batchsize=64", "unknown config key 'trainer.batchsize'"),
+        ("paths.runs_dir=", "paths.runs_dir='' is not a usable directory"),
+        ("aug.randaug_magnitude=31", "aug.randaug_magnitude must be in [0, 30]"),
+        ("model.pooling=max", "model.pooling='max' is not one of"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -106,19 +133,37 @@ def test_bad_values_name_the_key(override, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("override,message", [("init.alpha_qk=-0.1", "init.alpha_qk"),
+                                              ("init.beta_vo=inf", "init.beta_vo"),
+                                              ("init.alpha_qk=nan", "init.alpha_qk")])
+def test_bad_coefficients_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(composed("init=mimetic", override))
+    assert message in str(err.value)
+
+
 def test_pretrained_attention_needs_a_checkpoint():
     with pytest.raises(ConfigError, match="init.checkpoint"):
         load_config(composed("init=pretrained_attention"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(composed("init=pretrained_attention", "init.checkpoint=/nowhere/vit.pth"))
 
 
-@pytest.mark.parametrize("group", ["model", "dataset", "aug", "init", "optim", "sched", "trainer", "logger"])
-def test_every_option_lists_every_schema_key(group):
-    """So that `group.key=value` works on the command line whatever option is chosen."""
-    import dataclasses
+def test_wrong_types_and_unknown_keys_are_refused_at_compose_time():
+    from hydra.errors import ConfigCompositionException
 
-    from mimetic.train.config import TrainConfig
+    for override, key in (("trainer.batch_size=abc", "trainer.batch_size"), ("model.dimm=3", "dimm")):
+        with pytest.raises(ConfigCompositionException) as err:
+            composed(override)
+        assert key in str(err.value) + str(err.value.__cause__)
+    # `+key=value` appends past the schema; the typed load then names the key.
+    with pytest.raises(ConfigError, match="unknown config key 'trainer.batchsize'"):
+        load_config(composed("+trainer.batchsize=64"))
 
-    schema = next(f for f in dataclasses.fields(TrainConfig) if f.name == group).default_factory()
-    for option in options(group):
-        keys = set(OmegaConf.load(CONFIGS / group / f"{option}.yaml").keys())
-        assert keys == {f.name for f in dataclasses.fields(schema)}, option
+
+def test_load_config_names_bad_keys_in_plain_dicts():
+    """The same checks hold for configs built without Hydra (e.g. from a saved config.yaml)."""
+    base = dataclasses.asdict(load_config(composed("dataset=digits")))
+    base["trainer"]["batchsize"] = 3
+    with pytest.raises(ConfigError, match="unknown config key 'trainer.batchsize'"):
+        load_config(base)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from fake_data import class_images, write_cifar10, write_cifar100, write_image_folder, write_svhn
 
+from mimetic.data.augment import ImageAug as AugConfig
 from mimetic.data.augment import TrainTransform, cutout_, randaugment, randaugment_space, random_crop
 from mimetic.data.sources import (
     load_cifar,
@@ -15,11 +16,6 @@ from mimetic.data.sources import (
     stratified_holdout,
 )
 from mimetic.errors import DatasetError
-
-try:  # the augmentation options moved next to the augmentation code (registry of options)
-    from mimetic.data.augment import ImageAug as AugConfig
-except ImportError:  # before that move
-    from mimetic.train.config import AugConfig
 
 
 def test_cifar10_pickles_read_like_the_real_ones(tmp_path):

@@ -62,6 +62,12 @@ def test_hub_state_is_restored_after_the_call(empty_hub_cache, monkeypatch):
     assert constants.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ
 
 
+def test_missing_file_through_the_library_call_names_path_and_fix(tmp_path):
+    missing = tmp_path / "weights" / "vit.safetensors"
+    with pytest.raises(InitError, match=f"not found: {missing} .*init.checkpoint="):
+        pretrained_attention_(make_vit(dim=48, heads=3, depth=1), missing)
+
+
 def test_name_that_is_neither_file_nor_timm_model():
     start = time.monotonic()
     with pytest.raises(InitError, match="'vit_tinny' is neither an existing file nor a timm model name"):
@@ -71,7 +77,7 @@ def test_name_that_is_neither_file_nor_timm_model():
 
 def test_missing_file_is_an_init_error_naming_path_and_fix(tmp_path):
     missing = tmp_path / "weights" / "vit.safetensors"
-    with pytest.raises(InitError, match=f"not found: {missing} .*init.checkpoint="):
+    with pytest.raises(InitError, match=f"{missing}: no such file.*init.checkpoint="):
         apply_init(make_vit(dim=48, heads=3, depth=1), {"name": "pretrained_attention", "checkpoint": str(missing)})
 
 

@@ -5,10 +5,15 @@ import torch
 
 from mimetic.init import mimetic_attention_
 from mimetic.init.diagnostics import attention_maps
-from mimetic.models import build_vit, sincos_2d_table
-from mimetic.train.config import ModelConfig
+from mimetic.models import DataSpec, ViTTiny, sincos_2d_table
+from mimetic.models import build_vit as _build_vit
 
-TINY = ModelConfig()  # the paper's ViT-Tiny: dim 192, depth 12, 3 heads, patch 2, 32 px
+
+def build_vit(cfg, num_classes):
+    return _build_vit(cfg, DataSpec("classification", num_classes=num_classes))
+
+
+TINY = ViTTiny()  # the paper's ViT-Tiny: dim 192, depth 12, 3 heads, patch 2, 32 px
 
 
 def test_sincos_table_layout():
@@ -24,7 +29,7 @@ def test_sincos_table_layout():
 
 
 def test_fixed_pos_embed_is_a_buffer_in_state_dict_not_in_optimizer():
-    cfg = ModelConfig(dim=48, depth=1, heads=3, patch_size=8)
+    cfg = ViTTiny(dim=48, depth=1, heads=3, patch_size=8)
     model = build_vit(cfg, num_classes=10)
     assert "pos_embed" in dict(model.named_buffers())
     assert "pos_embed" not in dict(model.named_parameters())
@@ -43,9 +48,9 @@ def test_fixed_pos_embed_is_a_buffer_in_state_dict_not_in_optimizer():
 
 
 def test_learned_and_mean_pooling_variants():
-    learned = build_vit(ModelConfig(dim=48, depth=1, heads=3, patch_size=8, pos_embed="learned"), 10)
+    learned = build_vit(ViTTiny(dim=48, depth=1, heads=3, patch_size=8, pos_embed="learned"), 10)
     assert "pos_embed" in dict(learned.named_parameters())
-    mean = build_vit(ModelConfig(dim=48, depth=1, heads=3, patch_size=8, pooling="mean"), 10)
+    mean = build_vit(ViTTiny(dim=48, depth=1, heads=3, patch_size=8, pooling="mean"), 10)
     assert mean.cls_token is None and mean.pos_embed.shape == (1, 16, 48)
     assert mean(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -76,3 +81,18 @@ def test_mimetic_vit_tiny_attends_locally_at_init():
     uniform = 5 / (grid * grid + 1)
     assert base == pytest.approx(uniform, rel=0.5)  # default init: nearly uniform attention
     assert ours > 2 * base, (ours, base)
+
+
+def test_our_variants_are_registered_with_timm():
+    import timm
+
+    import mimetic.models  # noqa: F401  (registers them)
+
+    model = timm.create_model("mimetic_vit_tiny_patch2_32", num_classes=10)
+    assert model.embed_dim == 192 and len(model.blocks) == 12 and model.patch_embed.patch_size == (2, 2)
+    assert "pos_embed" in dict(model.named_buffers())  # the fixed sin-cos embedding
+    micro = timm.create_model("mimetic_vit_micro_patch4_32", num_classes=7, depth=2)
+    assert micro.embed_dim == 64 and len(micro.blocks) == 2 and micro.head.out_features == 7
+    assert micro(torch.zeros(1, 3, 32, 32)).shape == (1, 7)
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("mimetic_vit_micro_patch4_32", pretrained=True)

@@ -1,9 +1,24 @@
-"""Glue between Hydra and the run: resolvers, and clean exits on user errors."""
+"""The boundary between Hydra and a run: resolvers, the error boundary, sweep reports, logging.
+
+* ``${run_dir:}`` / ``${sweep_dir:}`` name the run directory from the run identity. A config
+  that does not validate gets a throw-away placeholder directory instead (removed on exit),
+  so an invalid config never leaves a run directory behind.
+* :func:`main` turns every user error (``MimeticError``) into one message, exit status 2,
+  and a stop signal into one line, the signal's status. In a sweep (``-m``) a failing job
+  records its error (``FAILED`` in its run dir, the message in its log) and the next job
+  runs; :class:`SweepReport` lists the failures at the end and exits non-zero.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -11,22 +26,174 @@ from mimetic.errors import MimeticError
 
 log = logging.getLogger("mimetic")
 
+PLACEHOLDER_PREFIX = "mimetic-invalid-config-"
+
+
+def _placeholder_dir() -> str:
+    return str(Path(tempfile.gettempdir()) / f"{PLACEHOLDER_PREFIX}{os.getpid()}")
+
+
+def resolve_run_dir(root: DictConfig) -> str:
+    """``<paths.runs_dir>/<run key>``; a placeholder outside runs/ when the config is invalid."""
+    from mimetic.train.config import load_config, run_identity
+
+    try:
+        cfg = load_config(root)
+        return str(Path(cfg.paths.runs_dir).expanduser() / run_identity(cfg).run_key)
+    except MimeticError:
+        return _placeholder_dir()  # run() reports the real problem, with a clear message
+
+
+def resolve_sweep_dir(root: DictConfig) -> str:
+    runs_dir = str(OmegaConf.select(root, "paths.runs_dir", default="") or "").strip()
+    return runs_dir if runs_dir not in ("", "/", "~") else _placeholder_dir()
+
 
 def register_resolvers() -> None:
-    """``${run_key:}``: the deterministic run name used by ``hydra.run.dir``."""
-    from mimetic.train.config import run_key_from_composed
+    """Resolvers used by configs/train.yaml's hydra node, and the ConfigStore schemas."""
+    from mimetic.train.config import register_configs
 
-    if not OmegaConf.has_resolver("run_key"):
-        OmegaConf.register_new_resolver("run_key", lambda *, _root_: run_key_from_composed(_root_))
+    register_configs()
+    if not OmegaConf.has_resolver("run_dir"):
+        OmegaConf.register_new_resolver("run_dir", lambda *, _root_: resolve_run_dir(_root_))
+        OmegaConf.register_new_resolver("sweep_dir", lambda *, _root_: resolve_sweep_dir(_root_))
 
 
-def main(cfg: DictConfig) -> dict | None:
-    """Run one training job; a user error prints one message and exits with status 2."""
+@dataclass
+class JobFailed:
+    """What a failed job of a sweep returns (instead of stopping the sweep)."""
+
+    message: str
+    run_dir: str
+    overrides: list[str]
+
+
+def _hydra_state() -> tuple[bool, str | None, list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False, None, []
+    hc = HydraConfig.get()
+    return hc.mode == RunMode.MULTIRUN, hc.runtime.output_dir, list(hc.overrides.task)
+
+
+def _remove_placeholder(output_dir: str | None) -> None:
+    if output_dir and Path(output_dir).name.startswith(PLACEHOLDER_PREFIX):
+        logging.shutdown()  # close Hydra's log file inside it first
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _remove_if_it_holds_nothing(output_dir: str | None) -> None:
+    """A run that stopped before writing anything of its own (bad data, a busy dir) leaves no dir behind."""
+    from mimetic.train.rundir import FAILED, LOCK, LOG
+
+    if not output_dir or not Path(output_dir).is_dir():
+        return
+    if all(p.name in (LOG, FAILED, LOCK) or p.name.startswith(LOG) for p in Path(output_dir).iterdir()):
+        if (Path(output_dir) / LOCK).exists():
+            return  # another live process owns it (that is why we stopped)
+        logging.shutdown()
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _quiet_non_main_ranks() -> None:
+    """Under torchrun every rank runs this: only rank 0 logs to the run's files."""
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0)
+    if rank == 0:
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    logging.getLogger("mimetic").setLevel(logging.WARNING)
+
+
+def main(cfg: DictConfig) -> dict | JobFailed | None:
+    """Run one training job. A user error prints one message: exit 2 (or, in a sweep, a failed job)."""
     from mimetic.train.run import run
+    from mimetic.train.signals import StopRequested
 
+    multirun, output_dir, overrides = _hydra_state()
+    _quiet_non_main_ranks()
     try:
         return run(cfg)
     except MimeticError as err:
         log.error("%s", err)
+        is_placeholder = bool(output_dir) and Path(output_dir).name.startswith(PLACEHOLDER_PREFIX)
+        if multirun:
+            log.error("job failed (exit status 2); the sweep goes on with the next job")
+            if is_placeholder:
+                _remove_placeholder(output_dir)
+            return JobFailed(str(err), "" if is_placeholder else str(output_dir), overrides)
         print(f"error: {err}", file=sys.stderr)
+        _remove_placeholder(output_dir)
+        _remove_if_it_holds_nothing(output_dir)
         sys.exit(2)
+    except StopRequested as stop:
+        log.warning("%s", stop)
+        print(str(stop), file=sys.stderr)
+        sys.exit(stop.exit_code)
+
+
+try:  # the callback needs Hydra; the library must import without it
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object  # type: ignore[misc,assignment]
+
+
+class SweepReport(Callback):
+    """Lists the failed jobs of a local sweep at its end and exits non-zero if there were any."""
+
+    def __init__(self) -> None:
+        self.failed: list[JobFailed] = []
+        self.count = 0
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+
+        self.count += 1
+        value = getattr(job_return, "_return_value", None)
+        if isinstance(value, JobFailed):
+            self.failed.append(value)
+        elif job_return.status == JobStatus.FAILED:
+            self.failed.append(JobFailed(f"{type(value).__name__}: {value}", str(
+                config.hydra.runtime.output_dir), list(job_return.overrides or [])))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.failed:
+            return
+        lines = [f"{len(self.failed)} of {self.count} jobs failed:"]
+        for job in self.failed:
+            where = f" ({job.run_dir})" if job.run_dir else ""
+            lines.append(f"  - {' '.join(job.overrides)}{where}: {job.message.splitlines()[0]}")
+        lines.append("Fix the cause and run the same sweep again: finished jobs are skipped, the rest resume.")
+        print("\n".join(lines), file=sys.stderr)
+        log.error("\n".join(lines))
+        sys.exit(1)
+
+
+class RunLogHandler(logging.FileHandler):
+    """Hydra's per-job log file (``train.log``), but an unwritable run directory is not a crash.
+
+    Hydra opens the file before the run starts; if that fails (read-only directory, full
+    disk), logging goes to stderr only and the run itself reports the problem clearly.
+    Ranks other than 0 do not open it (they would interleave lines in one file).
+    """
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False):
+        rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0)
+        try:
+            super().__init__(filename, mode, encoding, delay=delay or rank != 0)
+            self._disabled = rank != 0
+        except OSError as err:
+            logging.Handler.__init__(self)
+            self.baseFilename, self.mode, self.encoding, self.stream = filename, mode, encoding, None
+            self._disabled = True
+            print(f"warning: cannot write the log file {filename} ({err.strerror}); logging to the console only",
+                  file=sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._disabled:
+            super().emit(record)

@@ -1,15 +1,23 @@
-"""Datasets (real on-disk formats) and the in-memory, on-device input pipeline."""
+"""Datasets, registered by name with their typed options, and what they hand the trainer.
+
+A dataset builder takes its options and a :class:`DataRequest` (input size, batch sizes,
+device, this process's rank) and returns :class:`Data`: loaders that follow
+:class:`mimetic.data.protocol.Loader`, plus the :class:`~mimetic.models.base.DataSpec`
+the model is built from and the name of the task that trains on it.
+
+To add a dataset: write a builder, give it an ``Option`` schema, ``DATASETS.add(...)``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from mimetic.data.augment import TrainTransform
+from mimetic.data.augment import AUGS, TrainTransform
 from mimetic.data.loader import BatchLoader
+from mimetic.data.protocol import Loader
 from mimetic.data.sources import (
     ImageSplit,
     RawDataset,
@@ -20,46 +28,90 @@ from mimetic.data.sources import (
     resize_split,
     stratified_holdout,
 )
-from mimetic.errors import ConfigError
+from mimetic.models.base import DataSpec
+from mimetic.registry import Option, Registry
 
-DATASETS = ("cifar10", "cifar100", "svhn", "image_folder", "digits")
+DATASETS = Registry("dataset")
+
+
+@dataclass
+class DataRequest:
+    """What the run asks of a dataset builder."""
+
+    image_size: int | None  # resize images to this side (None: the dataset's own size)
+    batch_size: int  # global training batch
+    eval_batch_size: int
+    device: torch.device
+    aug: Option | None = None
+    rank: int = 0
+    world_size: int = 1
+    max_eval_batches: int | None = None  # smoke runs evaluate one batch
 
 
 @dataclass
 class Data:
-    train: BatchLoader
-    test: BatchLoader
-    val: BatchLoader | None
-    classes: list[str]
+    train: Loader
+    test: Loader
+    val: Loader | None
+    spec: DataSpec
+    task: str = "classification"
+    classes: list[str] | None = None
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+    def num_classes(self) -> int | None:
+        return self.spec.num_classes
 
 
-def load_raw(dataset_cfg: Any, image_size: int) -> RawDataset:
-    """The dataset named by ``dataset_cfg.name``, both splits resized to ``image_size``."""
-    name = dataset_cfg.name
-    root = Path(dataset_cfg.root).expanduser()
+@dataclass
+class ImageDataset(Option):
+    """An image-classification dataset read from its real on-disk format."""
+
+    root: str = "${paths.data_dir}/${.name}"
+    download: bool = False  # fetch with torchvision when missing (needs network)
+    val_fraction: float = 0.0  # > 0: hold out this stratified share of train as a validation split
+    verify_checksums: bool = True  # md5 of the original files (CIFAR, SVHN)
+
+    def problems(self, group: str) -> list[str]:
+        if not 0 <= self.val_fraction < 1:
+            return [f"{group}.val_fraction must be in [0, 1), got {self.val_fraction}"]
+        return []
+
+    def fingerprint(self) -> str:
+        """Identity of the data itself, independent of where it lives.
+
+        Files whose md5 the reader checks (CIFAR, SVHN) are pinned by the dataset's name;
+        otherwise the file names and sizes identify the data (two image folders with other
+        images never share a run; the same images moved elsewhere do).
+        """
+        from mimetic.data.sources import data_files, fingerprint_files
+
+        if self.name == "digits" or (self.verify_checksums and self.name in ("cifar10", "cifar100", "svhn")):
+            return ""
+        root = Path(self.root).expanduser()
+        return fingerprint_files(root, data_files(self.name, root))
+
+
+def _read(options: ImageDataset, image_size: int | None) -> RawDataset:
+    name, root = options.name, Path(options.root).expanduser()
     if name in ("cifar10", "cifar100"):
-        raw = load_cifar(name, root, download=dataset_cfg.download, verify_checksums=dataset_cfg.verify_checksums)
+        raw = load_cifar(name, root, download=options.download, verify_checksums=options.verify_checksums)
     elif name == "svhn":
-        raw = load_svhn(root, download=dataset_cfg.download, verify_checksums=dataset_cfg.verify_checksums)
+        raw = load_svhn(root, download=options.download, verify_checksums=options.verify_checksums)
     elif name == "image_folder":
-        raw = load_image_folder(root, image_size=image_size)
-    elif name == "digits":
-        raw = load_digits()
+        raw = load_image_folder(root, image_size=image_size or 32)
     else:
-        raise ConfigError(f"dataset.name: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raw = load_digits()
+    if image_size is None:
+        return raw
     return RawDataset(resize_split(raw.train, image_size), resize_split(raw.test, image_size), raw.classes)
 
 
-def build_data(cfg: Any, device: torch.device) -> Data:
-    """Loaders for train / (val) / test on ``device`` from the full run config."""
-    raw = load_raw(cfg.dataset, cfg.model.img_size)
+def build_image_data(options: ImageDataset, request: DataRequest) -> Data:
+    """In-memory uint8 splits on the device, batched and augmented there."""
+    raw = _read(options, request.image_size)
     train, val = raw.train, None
-    if cfg.dataset.val_fraction > 0:
-        keep, hold = stratified_holdout(train.labels, cfg.dataset.val_fraction)
+    if options.val_fraction > 0:
+        keep, hold = stratified_holdout(train.labels, options.val_fraction)
         train, val = train.subset(keep), train.subset(hold)
 
     # Normalisation statistics of the (final) training images, per channel.
@@ -68,16 +120,34 @@ def build_data(cfg: Any, device: torch.device) -> Data:
     del pixels
 
     def on_device(split: ImageSplit) -> ImageSplit:
-        return ImageSplit(split.images.to(device), split.labels.to(device))
+        return ImageSplit(split.images.to(request.device), split.labels.to(request.device))
 
-    eval_bs = cfg.trainer.eval_batch_size
+    shard = {"rank": request.rank, "world_size": request.world_size}
+    evaluation = {"mean": mean, "std": std, "max_batches": request.max_eval_batches, **shard}
+    transform = TrainTransform(request.aug, mean, std) if request.aug is not None else None
+    size = int(train.images.shape[-1])
     return Data(
-        train=BatchLoader(on_device(train), cfg.trainer.batch_size, mean=mean, std=std,
-                          transform=TrainTransform(cfg.aug, mean, std)),
-        test=BatchLoader(on_device(raw.test), eval_bs, mean=mean, std=std),
-        val=None if val is None else BatchLoader(on_device(val), eval_bs, mean=mean, std=std),
+        train=BatchLoader(on_device(train), request.batch_size, mean=mean, std=std, transform=transform, **shard),
+        test=BatchLoader(on_device(raw.test), request.eval_batch_size, **evaluation),
+        val=None if val is None else BatchLoader(on_device(val), request.eval_batch_size, **evaluation),
+        spec=DataSpec("classification", num_classes=len(raw.classes), in_chans=3, image_size=size),
+        task="classification",
         classes=raw.classes,
     )
 
 
-__all__ = ["DATASETS", "Data", "build_data", "load_raw"]
+for _name, _help in (
+    ("cifar10", "CIFAR-10 (python pickles)"),
+    ("cifar100", "CIFAR-100 (python pickles, fine labels)"),
+    ("svhn", "SVHN cropped digits (.mat)"),
+    ("image_folder", "any <root>/{train,test}/<class>/<image> tree"),
+    ("digits", "scikit-learn's 8x8 digits (offline), fixed 1,437 / 360 split"),
+):
+    DATASETS.add(_name, ImageDataset, build_image_data, help=_help)
+
+
+def build_data(options: Option, request: DataRequest) -> Data:
+    return DATASETS.get(options.name).fn(options, request)
+
+
+__all__ = ["AUGS", "DATASETS", "Data", "DataRequest", "ImageDataset", "Loader", "build_data"]

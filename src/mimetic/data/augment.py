@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
+
+from mimetic.registry import Option, Registry
 
 NUM_MAGNITUDE_BINS = 31  # torchvision's RandAugment default
 
@@ -146,3 +149,50 @@ class TrainTransform:
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255.0 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+# --------------------------------------------------------------------------- options
+AUGS = Registry("aug")
+
+
+@dataclass
+class ImageAug(Option):
+    """On-device image augmentation: crop + flip, RandAugment, Cutout (each can be switched off)."""
+
+    crop_padding: int = 4  # zero padding before the random crop; 0 = no crop
+    flip: bool = True  # random horizontal flip
+    randaug_ops: int = 2  # RandAugment ops per image; 0 = no RandAugment
+    randaug_magnitude: int = 9  # of torchvision's 31 bins (open choice: the paper does not state it)
+    cutout: int = 16  # side of the Cutout square at the model's input size; 0 = no Cutout
+
+    def problems(self, group: str) -> list[str]:
+        out = []
+        if self.crop_padding < 0 or self.cutout < 0 or self.randaug_ops < 0:
+            out.append(f"{group}.crop_padding, {group}.cutout and {group}.randaug_ops must be >= 0")
+        if not 0 <= self.randaug_magnitude < NUM_MAGNITUDE_BINS:
+            out.append(f"{group}.randaug_magnitude must be in [0, {NUM_MAGNITUDE_BINS - 1}], "
+                       f"got {self.randaug_magnitude}")
+        return out
+
+
+@dataclass
+class BasicAug(ImageAug):
+    """Crop + flip only."""
+
+    randaug_ops: int = 0
+    cutout: int = 0
+
+
+@dataclass
+class NoAug(ImageAug):
+    """Nothing: the training images as they are (normalised)."""
+
+    crop_padding: int = 0
+    flip: bool = False
+    randaug_ops: int = 0
+    cutout: int = 0
+
+
+AUGS.add("randaug_cutout", ImageAug, TrainTransform, help="the paper's RandAugment + Cutout (with crop + flip)")
+AUGS.add("basic", BasicAug, TrainTransform, help="random crop + horizontal flip")
+AUGS.add("none", NoAug, TrainTransform, help="no augmentation")

@@ -50,6 +50,11 @@ class PretrainedAttentionOptions(Option):
     def problems(self, group: str) -> list[str]:
         if self.checkpoint is None or not str(self.checkpoint).strip():
             return [f"{group}=pretrained_attention needs {group}.checkpoint=<.pth/.safetensors file or timm name>"]
+        path = Path(str(self.checkpoint)).expanduser()
+        looks_like_file = path.suffix in _CHECKPOINT_SUFFIXES or "/" in str(self.checkpoint)
+        if looks_like_file and not path.is_file():
+            return [f"{group}.checkpoint={self.checkpoint}: no such file. Pass an existing .pth/.safetensors file "
+                    f"(e.g. {group}.checkpoint=/path/to/vit_tiny_patch16_224.safetensors) or a timm model name"]
         return []
 
 

@@ -1,177 +1,168 @@
-"""The typed training config: schema, validation and the run key.
+"""The typed training config: which schema each group uses, validation, and the run identity.
 
-Hydra composes YAML from ``configs/``; :func:`load_config` merges the result into the
-dataclass schema below, so an unknown key or a value of the wrong type fails at start
-with one message naming the key, and :func:`validate` rejects impossible values.
+Groups that *select* something (``model``, ``dataset``, ``aug``, ``init``, ``optim``,
+``sched``) are backed by registries: the option's ``name`` picks the registered entry and
+its typed schema, which lives beside the code that uses it. :func:`register_configs`
+stores every registered option in Hydra's ConfigStore, so ``model=vit_micro`` composes the
+schema with its defaults (``python train.py --cfg job`` shows every key) and Hydra itself
+rejects an unknown key or a value of the wrong type. :func:`load_config` then builds the
+typed config and asks every option for impossible values, so a bad value fails at start
+with one message naming the key.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from mimetic.errors import ConfigError
-
-
-@dataclass
-class ModelConfig:
-    name: str = "vit_tiny"
-    dim: int = 192
-    depth: int = 12
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    patch_size: int = 2
-    img_size: int = 32
-    pooling: str = "token"  # token (class token) | mean (global average pooling)
-    pos_embed: str = "sincos"  # sincos (fixed) | learned
-    drop_path: float = 0.0
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "cifar10"
-    root: str = "data/cifar10"
-    download: bool = False
-    val_fraction: float = 0.0
-    verify_checksums: bool = True
-
-
-@dataclass
-class AugConfig:
-    name: str = "randaug_cutout"
-    crop_padding: int = 4
-    flip: bool = True
-    randaug_ops: int = 2
-    randaug_magnitude: int = 9
-    cutout: int = 16
-
-
-@dataclass
-class InitConfig:
-    name: str = "default"
-    alpha_qk: float = 0.7
-    beta_qk: float = 0.7
-    alpha_vo: float = 0.4
-    beta_vo: float = 0.4
-    checkpoint: str | None = None
-
-
-@dataclass
-class OptimConfig:
-    name: str = "adamw"
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-
-
-@dataclass
-class SchedConfig:
-    name: str = "warmup_cosine"
-    warmup_epochs: float = 5.0
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-5
+from mimetic.data import AUGS, DATASETS
+from mimetic.errors import ConfigError, MimeticError
+from mimetic.init import INITS
+from mimetic.models import MODELS
+from mimetic.registry import Option, Registry
+from mimetic.train.optim import OPTIMIZERS, SCHEDULES
 
 
 @dataclass
 class TrainerConfig:
     epochs: int = 100
-    batch_size: int = 512
+    max_steps: int = 0  # > 0: stop after this many optimizer steps (the schedule spans them)
+    eval_every: int = 0  # > 0: also evaluate every N steps; evaluation always closes an epoch
+    checkpoint_every: int = 0  # > 0: also checkpoint every N steps; a checkpoint always closes an epoch
+    batch_size: int = 512  # global batch, all processes together
     eval_batch_size: int = 1024
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
-    compile: bool = False
+    label_smoothing: float = 0.1  # open choice (not stated in the paper)
+    grad_clip: float = 1.0  # max global grad norm; 0 disables (open choice)
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    progress: bool = True
+    progress: bool = True  # a progress bar per epoch
+    smoke: bool = False  # one optimizer step on a batch of <= 8 and one evaluation batch: "does it run?"
 
 
 @dataclass
 class LoggerConfig:
+    """Local files are the source of truth; wandb mirrors them."""
+
     mode: str = "offline"  # online | offline | disabled
     project: str = "mimetic-init"
     entity: str | None = None
     group: str | None = None  # default: <experiment or dataset>-<model>
     tags: list[str] = field(default_factory=list)
+    if_unreachable: str = "offline"  # online mode without key/network: offline (warn) | fail
 
 
 @dataclass
 class PathsConfig:
-    runs_dir: str = "runs"
-    data_dir: str = "data"
+    runs_dir: str = "runs"  # each run: <runs_dir>/<run key>/
+    data_dir: str = "data"  # datasets: <data_dir>/<dataset name> unless dataset.root says otherwise
+
+
+# Config groups backed by a registry: the option's ``name`` selects entry and schema.
+GROUPS: dict[str, Registry] = {
+    "model": MODELS, "dataset": DATASETS, "aug": AUGS, "init": INITS, "optim": OPTIMIZERS, "sched": SCHEDULES,
+}
+FIXED: dict[str, type] = {"trainer": TrainerConfig, "logger": LoggerConfig, "paths": PathsConfig}
+FIXED_OPTION_NAMES = {"trainer": "default", "logger": "wandb", "paths": "default"}  # `logger=wandb` etc.
+
+CHOICES = {
+    "trainer.precision": ("auto", "bf16", "fp16", "fp32"),
+    "logger.mode": ("online", "offline", "disabled"),
+    "logger.if_unreachable": ("offline", "fail"),
+}
+
+# Keys that do not change what a run computes; left out of the run key so that, e.g.,
+# moving the data or switching wandb off still resumes the same run. (The data itself is
+# in the key through its fingerprint, not its path.)
+NOT_IN_RUN_KEY = (
+    "logger", "paths", "experiment", "dataset.root", "dataset.download", "dataset.verify_checksums",
+    "trainer.device", "trainer.progress", "trainer.eval_batch_size",
+)
 
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
-    init: InitConfig = field(default_factory=InitConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    sched: SchedConfig = field(default_factory=SchedConfig)
+    model: Option
+    dataset: Option
+    aug: Option
+    init: Option
+    optim: Option
+    sched: Option
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     experiment: str | None = None  # set by configs/experiment/*.yaml; tags and groups the run
 
+    def to_dict(self) -> dict:
+        return asdict(self)
 
-CHOICES = {
-    "model.name": ("vit_tiny", "vit_micro", "vit"),
-    "model.pooling": ("token", "mean"),
-    "model.pos_embed": ("sincos", "learned"),
-    "dataset.name": ("cifar10", "cifar100", "svhn", "image_folder", "digits"),
-    "aug.name": ("randaug_cutout", "basic", "none", "custom"),
-    "init.name": ("default", "mimetic", "mimetic_qk", "mimetic_vo", "pretrained_attention"),
-    "optim.name": ("adamw",),
-    "sched.name": ("warmup_cosine",),
-    "trainer.precision": ("auto", "bf16", "fp16", "fp32"),
-    "logger.mode": ("online", "offline", "disabled"),
-}
 
-# Keys that do not change what a run computes; left out of the run key so that, e.g.,
-# moving the data or switching wandb off still resumes the same run.
-NOT_IN_RUN_KEY = (
-    "logger",
-    "paths",
-    "experiment",
-    "dataset.root",
-    "dataset.download",
-    "dataset.verify_checksums",
-    "trainer.device",
-    "trainer.progress",
-    "trainer.eval_batch_size",
-)
+def register_configs() -> None:
+    """Store every registered option (and the fixed groups) in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, registry in GROUPS.items():
+        for name in registry:
+            store.store(group=group, name=name, node=registry.default_options(name))
+    for group, schema in FIXED.items():
+        store.store(group=group, name=FIXED_OPTION_NAMES[group], node=schema())
 
 
 def _user_part(cfg: DictConfig | dict) -> dict:
-    """The config as a plain dict without Hydra's own node."""
+    """The config as a plain, resolved dict without Hydra's own node."""
     if isinstance(cfg, DictConfig):
-        # Copy without the hydra node first: resolving it would recurse into ${run_key:}.
+        # Copy without the hydra node first: resolving it would recurse into ${run_dir:}.
         user_keys = [k for k in cfg.keys() if k != "hydra"]
         return OmegaConf.to_container(OmegaConf.masked_copy(cfg, user_keys), resolve=True)
     return {k: v for k, v in cfg.items() if k != "hydra"}
 
 
-def load_config(cfg: DictConfig | dict) -> TrainConfig:
-    """Merge a composed config into the schema; raise ``ConfigError`` naming any bad key."""
+def _typed(group: str, schema: type, node: Any) -> Any:
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), _user_part(cfg))
-        typed: TrainConfig = OmegaConf.to_object(merged)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node or {})
+        return OmegaConf.to_object(merged)
     except ConfigKeyError as err:
+        key = f"{group}.{err.full_key}" if err.full_key and not err.full_key.startswith(group) else err.full_key
         raise ConfigError(
-            f"unknown config key '{err.full_key}'. Check the spelling; `python train.py --cfg job` "
-            "prints every key."
+            f"unknown config key '{key}'. Check the spelling; `python train.py --cfg job` prints every key."
         ) from None
     except ValidationError as err:
-        reason = str(err).splitlines()[0]
-        raise ConfigError(f"bad value for '{err.full_key}': {reason}") from None
+        key = f"{group}.{err.full_key}" if err.full_key and not err.full_key.startswith(group) else err.full_key
+        raise ConfigError(f"bad value for '{key}': {str(err).splitlines()[0]}") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"invalid config in '{group}': {str(err).splitlines()[0]}") from None
+
+
+def load_config(cfg: DictConfig | dict) -> TrainConfig:
+    """Build the typed config from a composed one; ``ConfigError`` naming any bad key or value."""
+    try:
+        user = _user_part(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"invalid config: {str(err).splitlines()[0]}") from None
+    known = set(GROUPS) | set(FIXED) | {"seed", "experiment"}
+    unknown = sorted(set(user) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}'. Top-level keys are: {', '.join(sorted(known))}")
+    values: dict[str, Any] = {}
+    for group, registry in GROUPS.items():
+        node = dict(user.get(group) or {})
+        if "name" not in node:
+            raise ConfigError(f"{group}.name is missing; choose one of: {', '.join(registry.names())}")
+        values[group] = _typed(group, registry.get(node["name"]).schema, node)
+    for group, schema in FIXED.items():
+        values[group] = _typed(group, schema, user.get(group))
+    seed, experiment = user.get("seed", 0), user.get("experiment")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"bad value for 'seed': expected an integer, got {seed!r}")
+    typed = TrainConfig(**values, seed=seed, experiment=experiment)
     validate(typed)
     return typed
 
@@ -191,58 +182,37 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             problems.append(message)
 
+    for group in GROUPS:
+        problems += getattr(cfg, group).problems(group)
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
         need(value in allowed, f"{key}={value!r} is not one of: {', '.join(allowed)}")
 
-    m = cfg.model
-    need(m.dim > 0 and m.depth > 0 and m.heads > 0, "model.dim, model.depth and model.heads must be > 0")
-    if m.heads > 0:
-        need(m.dim % m.heads == 0, f"model.heads={m.heads} does not divide model.dim={m.dim}")
-    need(m.patch_size > 0 and m.img_size > 0, "model.patch_size and model.img_size must be > 0")
-    if m.patch_size > 0:
-        need(m.img_size % m.patch_size == 0,
-             f"model.patch_size={m.patch_size} does not divide model.img_size={m.img_size}")
-    need(m.mlp_ratio > 0, f"model.mlp_ratio must be > 0, got {m.mlp_ratio}")
-    need(0 <= m.drop_path < 1, f"model.drop_path must be in [0, 1), got {m.drop_path}")
-
-    d = cfg.dataset
-    need(0 <= d.val_fraction < 1, f"dataset.val_fraction must be in [0, 1), got {d.val_fraction}")
-
-    a = cfg.aug
-    need(a.crop_padding >= 0 and a.cutout >= 0 and a.randaug_ops >= 0,
-         "aug.crop_padding, aug.cutout and aug.randaug_ops must be >= 0")
-    need(0 <= a.randaug_magnitude <= 30, f"aug.randaug_magnitude must be in [0, 30], got {a.randaug_magnitude}")
-
-    i = cfg.init
-    for key in ("alpha_qk", "beta_qk", "alpha_vo", "beta_vo"):
-        value = getattr(i, key)
-        need(value >= 0, f"init.{key} must be >= 0, got {value} (the method fixes the signs: +I for QK, -I for VO)")
-    if i.name == "pretrained_attention":
-        need(bool(i.checkpoint),
-             "init=pretrained_attention needs init.checkpoint=<.pth/.safetensors file or timm name>")
-
-    o = cfg.optim
-    need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
-    need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
-    need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
-         f"optim.betas must be two numbers in [0, 1), got {o.betas}")
-
-    s = cfg.sched
-    need(s.warmup_epochs >= 0, f"sched.warmup_epochs must be >= 0, got {s.warmup_epochs}")
-    need(s.min_lr >= 0 and s.warmup_lr >= 0, "sched.min_lr and sched.warmup_lr must be >= 0")
-
     t = cfg.trainer
     need(t.epochs >= 1, f"trainer.epochs must be >= 1, got {t.epochs}")
+    for key in ("max_steps", "eval_every", "checkpoint_every"):
+        need(getattr(t, key) >= 0, f"trainer.{key} must be >= 0 (0 = off), got {getattr(t, key)}")
     need(t.batch_size > 0, f"trainer.batch_size must be > 0, got {t.batch_size}")
     need(t.eval_batch_size > 0, f"trainer.eval_batch_size must be > 0, got {t.eval_batch_size}")
     need(0 <= t.label_smoothing < 1, f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     need(t.grad_clip >= 0, f"trainer.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
     need(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
          f"trainer.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
-
+    need(bool(cfg.paths.runs_dir.strip()) and cfg.paths.runs_dir.strip() not in ("/", "~"),
+         f"paths.runs_dir={cfg.paths.runs_dir!r} is not a usable directory for runs: give a (new or existing) "
+         "folder such as paths.runs_dir=runs")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+# ----------------------------------------------------------------------------- run identity
+@dataclass(frozen=True)
+class RunIdentity:
+    """Names the run dir, the checkpoint's owner and the wandb id. Computed once per run."""
+
+    run_key: str
+    config_hash: str
+    data_fingerprint: str
 
 
 def _drop(tree: dict, dotted: str) -> None:
@@ -253,33 +223,57 @@ def _drop(tree: dict, dotted: str) -> None:
     node.pop(leaf, None)
 
 
-def config_hash(cfg: TrainConfig | DictConfig | dict) -> str:
-    """A stable hash of everything that changes what a run computes."""
-    if isinstance(cfg, TrainConfig):
-        tree = OmegaConf.to_container(OmegaConf.structured(cfg))
-    else:
-        tree = _user_part(cfg)
-    tree = json.loads(json.dumps(tree))  # deep copy
+def config_blob(cfg: TrainConfig) -> str:
+    tree = json.loads(json.dumps(cfg.to_dict()))  # deep copy
     for key in NOT_IN_RUN_KEY:
         _drop(tree, key)
-    blob = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+    return json.dumps(tree, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(blob: str, dataset: Option, dataset_name: str, model_name: str, init_name: str,
+              seed: int) -> RunIdentity:
+    fingerprint_fn = getattr(dataset, "fingerprint", None)
+    fingerprint = fingerprint_fn() if fingerprint_fn is not None else ""
+    digest = hashlib.sha1(f"{blob}|data:{fingerprint}".encode()).hexdigest()[:8]
+    return RunIdentity(f"{dataset_name}-{model_name}-{init_name}-s{seed}-{digest}", digest, fingerprint)
+
+
+def run_identity(cfg: TrainConfig) -> RunIdentity:
+    """``<dataset>-<model>-<init>-s<seed>-<hash>``; the hash covers everything that changes what
+    the run computes, including the data's fingerprint (file names and sizes, not its path)."""
+    key = (config_blob(cfg), _Frozen(cfg.dataset), cfg.dataset.name, cfg.model.name, cfg.init.name, cfg.seed)
+    return _identity(*key)
+
+
+class _Frozen:
+    """Hashable wrapper so a dataset option can key the identity cache (by its values)."""
+
+    def __init__(self, option: Option):
+        self.option = option
+        self._key = json.dumps(asdict(option), sort_keys=True)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Frozen) and other._key == self._key
+
+    def fingerprint(self) -> str:
+        fn = getattr(self.option, "fingerprint", None)
+        return fn() if fn is not None else ""
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    return run_identity(cfg).config_hash
 
 
 def run_key(cfg: TrainConfig) -> str:
-    """``<dataset>-<model>-<init>-s<seed>-<hash>``: names the run dir, checkpoint and wandb id."""
-    return f"{cfg.dataset.name}-{cfg.model.name}-{cfg.init.name}-s{cfg.seed}-{config_hash(cfg)}"
+    return run_identity(cfg).run_key
 
 
-def run_key_from_composed(root: DictConfig) -> str:
-    """``run_key`` for Hydra's ``hydra.run.dir`` interpolation (``${run_key:}``).
+__all__ = ["MimeticError", "TrainConfig", "load_config", "register_configs", "run_identity", "run_key"]
 
-    A config that does not validate still gets a readable (hash-of-what-was-given) name,
-    so that Hydra can start and the run can report the real problem with a clear message.
-    """
-    user = _user_part(root)
-    try:
-        return run_key(load_config(user))
-    except ConfigError:
-        pick = lambda group: (user.get(group) or {}).get("name", "unknown")  # noqa: E731
-        return f"{pick('dataset')}-{pick('model')}-{pick('init')}-s{user.get('seed')}-invalid"
+
+# Registering at import lets any Hydra compose (tests, notebooks) find the options.
+register_configs()

@@ -1,18 +1,19 @@
-"""One training epoch and one evaluation pass."""
+"""Optimizer steps and evaluation passes, for any task on any loader.
+
+The engine knows steps, windows and precision; the task knows losses and metrics; the
+loader knows storage. Nothing here reads a loader's tensors or computes an accuracy.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import math
-import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
-from mimetic.data.loader import BatchLoader
-from mimetic.errors import TrainingError
+from mimetic.data.protocol import Loader
+from mimetic.train.distributed import all_reduce_sum
+from mimetic.train.tasks import Sums, Task
 
 CHECK_FINITE_EVERY = 25  # steps between host syncs that check the loss (and update the bar)
 
@@ -41,80 +42,61 @@ class Precision:
         return self.dtype == torch.float16
 
 
-def train_one_epoch(
-    model: torch.nn.Module,
-    loader: BatchLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    scaler: torch.amp.GradScaler,
-    generator: torch.Generator,
-    *,
-    epoch: int,
-    precision: Precision,
-    label_smoothing: float,
-    grad_clip: float,
-    progress: bool,
-) -> dict:
-    model.train()
-    steps = len(loader)
-    first_step = (epoch - 1) * steps
-    device = loader.images.device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
-    start = time.perf_counter()
-    bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
-    for step, (x, y) in enumerate(loader.epoch(generator)):
-        with precision.autocast():
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step_update(num_updates=first_step + step + 1)
+def add_sums(total: Sums | None, more: Sums) -> Sums:
+    if total is None:
+        return {k: v.clone() for k, v in more.items()}
+    for key, value in more.items():
+        total[key] += value
+    return total
 
-        loss_sum += loss.detach().double() * y.numel()
-        correct += (logits.argmax(dim=1) == y).sum()
-        seen += y.numel()
-        if (step + 1) % CHECK_FINITE_EVERY == 0 or step + 1 == steps:
-            running = loss_sum.item() / seen
-            if not math.isfinite(running):
-                bar.close()
-                raise TrainingError(
-                    f"the training loss became {running} at epoch {epoch}, step {step + 1}. Nothing from this "
-                    "epoch was saved; the last checkpoint is intact. Lower optim.lr, keep trainer.grad_clip > 0, "
-                    "or use trainer.precision=fp32, then run the same command again to resume."
-                )
-            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
-        bar.update(1)
-    bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    return {
-        "train_loss": loss_sum.item() / seen,
-        "train_acc": 100.0 * correct.item() / seen,
-        "lr": optimizer.param_groups[0]["lr"],
-        "train_time_s": seconds,
-        "images_per_s": seen / seconds,
-    }
+
+def sums_to_host(sums: Sums | None) -> dict[str, float]:
+    return {} if sums is None else {k: v.item() for k, v in sums.items()}
+
+
+def sums_from_host(values: dict[str, float], device: torch.device) -> Sums | None:
+    if not values:
+        return None
+    out = {}
+    for key, value in values.items():
+        dtype = torch.float64 if isinstance(value, float) else torch.int64
+        out[key] = torch.tensor(value, dtype=dtype, device=device)
+    return out
+
+
+def train_step(model: torch.nn.Module, batch, task: Task, optimizer: torch.optim.Optimizer, scheduler,
+               scaler: torch.amp.GradScaler, *, precision: Precision, grad_clip: float, num_updates: int,
+               loss_scale: float = 1.0) -> Sums:
+    """One optimizer step; returns the batch's metric sums (device tensors, no host sync).
+
+    ``loss_scale`` turns a rank's mean loss into its share of the global-batch mean when
+    ranks hold unequal shards (DDP averages gradients over ranks).
+    """
+    with precision.autocast():
+        loss, sums = task.training_loss(model, batch)
+    if loss_scale != 1.0:
+        loss = loss * loss_scale
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step_update(num_updates=num_updates)
+    return sums
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: BatchLoader, precision: Precision) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy in %) over the whole split."""
+def evaluate(model: torch.nn.Module, loader: Loader, task: Task, precision: Precision, split: str) -> dict[str, float]:
+    """Metrics of one split; sums are all-reduced, so every rank gets the whole split's metrics."""
     model.eval()
-    device = loader.images.device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    for x, y in loader.epoch():
+    total: Sums | None = None
+    for batch in loader.epoch():
         with precision.autocast():
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == y).sum()
-    n = loader.num_samples
-    return loss_sum.item() / n, 100.0 * correct.item() / n
+            total = add_sums(total, task.evaluation_sums(model, batch))
+    if total is None:
+        return {}
+    for value in total.values():
+        all_reduce_sum(value)
+    return task.metrics(sums_to_host(total), split)

@@ -27,6 +27,16 @@ def git_sha() -> str | None:
         return None
 
 
+def git_diff() -> str | None:
+    """``git diff HEAD`` of the code's checkout (recorded beside a dirty SHA), or None."""
+    try:
+        out = subprocess.run(["git", "diff", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -45,6 +55,7 @@ def environment(device: torch.device) -> dict:
         "timm": timm.__version__,
         "device": describe_device(device),
         "hostname": platform.node(),
+        "command": [sys.executable, *sys.argv],
         "slurm": {k: v for k, v in os.environ.items() if k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID",
                                                                 "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION")},
     }

@@ -1,90 +1,62 @@
 """A whole training run, top to bottom: what ``python train.py`` does.
 
-config -> run dir (finished? resume? fresh?) -> data -> model + init -> optimizer ->
-epochs (train, evaluate, checkpoint, log) -> summary.json + DONE.
+config -> identity -> run dir (owner? finished? locked?) -> data -> model -> init ->
+diagnose -> freeze -> optimizer -> resume? -> steps (train, evaluate, checkpoint, log)
+-> summary.json + DONE.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mimetic.data import Data, build_data
-from mimetic.errors import CheckpointError, ConfigError
-from mimetic.init import apply_init, attention_products, summarize_products
-from mimetic.models import build_vit
-from mimetic.train import checkpoint
-from mimetic.train.config import TrainConfig, config_hash, load_config, run_key
-from mimetic.train.engine import Precision, evaluate, train_one_epoch
-from mimetic.train.environment import describe_device, environment
+from mimetic.data import DataRequest, build_data
+from mimetic.errors import CheckpointError, ConfigError, MimeticError, TrainingError
+from mimetic.init import apply_init, diagnose_init
+from mimetic.models import build_model, freeze_
+from mimetic.train import checkpoint, distributed
+from mimetic.train.config import RunIdentity, TrainConfig, load_config, run_identity
+from mimetic.train.engine import Precision, add_sums, evaluate, sums_from_host, sums_to_host, train_step
+from mimetic.train.environment import describe_device, environment, git_diff
 from mimetic.train.optim import build_optimizer, build_scheduler
+from mimetic.train.rundir import ENVIRONMENT, GIT_DIFF, INIT_DIAGNOSTICS, SUMMARY, RunDir
+from mimetic.train.runlock import RunLock
 from mimetic.train.seeding import derive_seed, generator
-from mimetic.train.tracking import MetricsFile, WandbMirror, write_json_atomic
+from mimetic.train.signals import GracefulStop
+from mimetic.train.tasks import Task, build_task
+from mimetic.train.tracking import WandbMirror
 
 log = logging.getLogger("mimetic")
 
-DONE_NAME = "DONE"
+SMOKE_BATCH = 8
 
 
 @dataclass
 class Progress:
-    """What a checkpoint carries from one session of a run to the next."""
+    """Where a run is, and what a checkpoint carries from one session of it to the next."""
 
-    history: list[dict] = field(default_factory=list)  # one metrics record per finished epoch
+    epoch: int = 1  # the epoch in progress (1-based)
+    step_in_epoch: int = 0  # optimizer steps already taken in that epoch
+    global_step: int = 0
+    history: list[dict] = field(default_factory=list)  # one record per evaluation
+    window: dict = field(default_factory=dict)  # training sums since the last evaluation
     wall_time_s: float = 0.0  # spent in earlier sessions
 
-    @property
-    def next_epoch(self) -> int:
-        return len(self.history) + 1
 
-
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=auto or cpu")
     return device
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    # The base weights come from their own seeded stream, identical across inits.
-    torch.manual_seed(derive_seed(cfg.seed, "model"))
-    return build_vit(cfg.model, num_classes)
-
-
-# ----------------------------------------------------------------------------- run dir
-
-
-def _check_run_dir_owner(run_dir: Path, cfg: TrainConfig) -> None:
-    """Refuse to mix two different configs in one directory."""
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
-        return
-    theirs = OmegaConf.load(saved).get("_run", {}).get("config_hash")
-    if theirs is not None and theirs != config_hash(cfg):
-        raise ConfigError(
-            f"{run_dir} already holds a run with a different config (hash {theirs}, this one "
-            f"{config_hash(cfg)}). Point hydra.run.dir at a new directory, or drop the override to get the "
-            "default run dir."
-        )
-
-
-def _load_checkpoint(cfg: TrainConfig, path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    state = checkpoint.load(path)
-    if state.get("config_hash") != config_hash(cfg):
-        raise CheckpointError(
-            f"{path} was written by a different config (hash {state.get('config_hash')}, this one "
-            f"{config_hash(cfg)}). Point hydra.run.dir at a new directory for this config."
-        )
-    return state
 
 
 def _command_overrides() -> list[str]:
@@ -96,16 +68,54 @@ def _command_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def _start_fresh(cfg: TrainConfig, model: torch.nn.Module, run_dir: Path, device: torch.device) -> dict:
-    """Apply the init and write what describes the run: config, environment, step-0 diagnostics."""
-    init_report = apply_init(model, cfg.init, generator(cfg.seed, "init"))
-    diagnostics = {"init": init_report, "attention": summarize_products(attention_products(model))}
-    write_json_atomic(run_dir / "init_diagnostics.json", diagnostics)
-    resolved = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(cfg)))
-    resolved["_run"] = {"run_key": run_key(cfg), "config_hash": config_hash(cfg), "overrides": _command_overrides()}
-    OmegaConf.save(resolved, run_dir / "config.yaml")
-    write_json_atomic(run_dir / "environment.json", environment(device))
-    return diagnostics
+def _hydra_run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        raise ConfigError("run() outside Hydra needs run_dir=<directory>")
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+# ----------------------------------------------------------------------------- run dir
+def _claim(rundir: RunDir, identity: RunIdentity) -> None:
+    """Refuse a directory that belongs to another config — before honouring its DONE."""
+    theirs = rundir.owner_hash()
+    if theirs is not None and theirs != identity.config_hash:
+        raise ConfigError(
+            f"{rundir.path} already holds a run with a different config (hash {theirs}, this one "
+            f"{identity.config_hash}: another config or other data). Point hydra.run.dir at a new directory, or "
+            "drop the override to get the default run dir."
+        )
+
+
+def _load_checkpoint(rundir: RunDir, identity: RunIdentity) -> dict | None:
+    path = rundir.file(checkpoint.CHECKPOINT_NAME)
+    if not path.exists():
+        return None
+    state = checkpoint.load(path)
+    if state.get("config_hash") != identity.config_hash:
+        raise CheckpointError(
+            f"{path} was written by a different config (hash {state.get('config_hash')}, this one "
+            f"{identity.config_hash}). Point hydra.run.dir at a new directory for this config."
+        )
+    return state
+
+
+def _write_header(rundir: RunDir, cfg: TrainConfig, identity: RunIdentity, device: torch.device,
+                  diagnostics: dict) -> None:
+    """What describes the run, written once on a fresh start: config, environment, step-0 diagnostics."""
+    rundir.write_json(INIT_DIAGNOSTICS, diagnostics)
+    rundir.write_config({**cfg.to_dict(), "_run": {
+        "run_key": identity.run_key, "config_hash": identity.config_hash,
+        "data_fingerprint": identity.data_fingerprint, "overrides": _command_overrides(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+    }})
+    env = environment(device)
+    diff = git_diff() if env.get("git_sha", "") and str(env["git_sha"]).endswith("-dirty") else None
+    if diff:
+        rundir.write_text(GIT_DIFF, diff)
+        env["git_diff_file"] = GIT_DIFF
+    rundir.write_json(ENVIRONMENT, env)
 
 
 def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler) -> Progress:
@@ -114,128 +124,293 @@ def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler) -> Pr
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-    except (KeyError, RuntimeError, ValueError) as err:
+        checkpoint.restore_rng_state(state["rng"])
+        return Progress(**state["progress"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} does not fit this model/optimizer ({err}). Delete it to restart.") from None
-    checkpoint.restore_rng_state(state["rng"])
-    return Progress(list(state["history"]), state["wall_time_s"])
 
 
-def _wandb(cfg: TrainConfig, run_dir: Path) -> WandbMirror:
+def _wandb(cfg: TrainConfig, identity: RunIdentity, rundir: RunDir) -> WandbMirror:
+    if not rundir.writer:
+        return WandbMirror(_Disabled(), run_key=identity.run_key, run_dir=rundir.path, config={}, group="", tags=[],
+                           job_type="")
     group = cfg.logger.group or f"{cfg.experiment or cfg.dataset.name}-{cfg.model.name}"
     tags = [cfg.dataset.name, cfg.model.name, cfg.init.name, f"seed{cfg.seed}"]
     tags += [cfg.experiment] if cfg.experiment else []
-    config = {**OmegaConf.to_container(OmegaConf.structured(cfg)), "run_key": run_key(cfg)}
-    return WandbMirror(cfg.logger, run_key=run_key(cfg), run_dir=run_dir, config=config, group=group,
+    return WandbMirror(cfg.logger, run_key=identity.run_key, run_dir=rundir.path,
+                       config={**cfg.to_dict(), "run_key": identity.run_key}, group=group,
                        tags=tags + list(cfg.logger.tags), job_type=cfg.init.name)
 
 
+class _Disabled:
+    mode = "disabled"
+
+
 # ----------------------------------------------------------------------------- the run
-
-
 def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
     """Train (or resume, or skip a finished run) and return the run's summary."""
     cfg = load_config(composed)
-    if run_dir is None:
-        from hydra.core.hydra_config import HydraConfig
+    dist_env = distributed.from_environment()
+    device = resolve_device(cfg.trainer.device, dist_env.local_rank)
+    distributed.setup(dist_env, device)
+    try:
+        return _run(cfg, RunDir(Path(run_dir) if run_dir is not None else _hydra_run_dir(), dist_env.is_main),
+                    dist_env, device)
+    finally:
+        distributed.teardown()
 
-        run_dir = HydraConfig.get().runtime.output_dir
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
-    if (run_dir / DONE_NAME).exists():
-        log.info("run already finished: %s (delete %s to train it again)", run_dir, run_dir / DONE_NAME)
-        summary_path = run_dir / "summary.json"
-        return OmegaConf.to_container(OmegaConf.load(summary_path)) if summary_path.exists() else {}
-    _check_run_dir_owner(run_dir, cfg)
+def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device: torch.device) -> dict:
+    identity = run_identity(cfg)
+    rundir.ensure()
+    _claim(rundir, identity)
+    lock = RunLock(rundir.path, log=log) if rundir.writer else None
+    problem = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except Exception as err:  # RunDirError: another live process owns it
+            problem = err
+    if not distributed.all_agree(problem is None):
+        raise problem if problem is not None else ConfigError(f"rank 0 could not take {rundir.path}; see its log")
+    try:
+        if rundir.is_done:
+            log.info("run already finished: %s (delete %s to train it again)", rundir.path, rundir.file("DONE"))
+            return rundir.read_summary() or {}
+        return _train(cfg, rundir, identity, dist_env, device, lock)
+    except MimeticError as err:
+        rundir.mark_failed(str(err))  # we own the directory: say why it stopped (sweep_status reads it)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
 
-    device = resolve_device(cfg.trainer.device)
-    ckpt_path = run_dir / checkpoint.CHECKPOINT_NAME
-    state = _load_checkpoint(cfg, ckpt_path)
-    data = build_data(cfg, device)
-    model = build_model(cfg, data.num_classes)
-    diagnostics = _start_fresh(cfg, model, run_dir, device) if state is None else None
+
+def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: distributed.DistEnv,
+           device: torch.device, lock: RunLock | None) -> dict:
+    t = cfg.trainer
+    ckpt_path = rundir.file(checkpoint.CHECKPOINT_NAME)
+    state = _load_checkpoint(rundir, identity)
+    batch_size = min(t.batch_size, SMOKE_BATCH) if t.smoke else t.batch_size
+    if batch_size % dist_env.world_size:
+        raise ConfigError(f"trainer.batch_size={batch_size} does not split over {dist_env.world_size} processes")
+    data = build_data(cfg.dataset, DataRequest(
+        image_size=cfg.model.input_size, batch_size=batch_size,
+        eval_batch_size=min(t.eval_batch_size, SMOKE_BATCH) if t.smoke else t.eval_batch_size,
+        device=device, aug=cfg.aug, rank=dist_env.rank, world_size=dist_env.world_size,
+        max_eval_batches=1 if t.smoke else None))
+    task = build_task(data.task, cfg)
+
+    # The base weights come from their own seeded stream, identical across inits.
+    torch.manual_seed(derive_seed(cfg.seed, "model"))
+    model = build_model(cfg.model, data.spec)
+    if state is None:
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        report = apply_init(model, cfg.init, generator(cfg.seed, "init"))
+        diagnostics = {**diagnose_init(model, cfg.init, before), "init": report}
+        del before
+    frozen = freeze_(model, cfg.model.freeze)  # on a fresh start and on resume, before the optimizer
+    if state is None:
+        diagnostics["frozen"] = frozen
+        _write_header(rundir, cfg, identity, device, diagnostics)
     model.to(device)
 
     optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.sched, epochs=cfg.trainer.epochs, steps_per_epoch=len(data.train))
-    precision = Precision.resolve(cfg.trainer.precision, device)
+    steps_per_epoch = len(data.train)
+    total_steps = 1 if t.smoke else (t.max_steps or t.epochs * steps_per_epoch)
+    scheduler = build_scheduler(optimizer, cfg.sched, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    precision = Precision.resolve(t.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     progress = Progress() if state is None else _restore(state, ckpt_path, model, optimizer, scheduler, scaler)
-    metrics = MetricsFile(run_dir / "metrics.jsonl")
+    metrics = rundir.metrics()
     metrics.reset(progress.history)  # drops lines written after the last checkpoint, if any
-    log.info("%s %s in %s", "start" if state is None else f"resume after epoch {len(progress.history)} of",
-             run_key(cfg), run_dir)
-    log.info("%s: %d params on %s; train %d / test %d images%s", cfg.model.name,
-             sum(p.numel() for p in model.parameters()), device, data.train.num_samples, data.test.num_samples,
-             f" / val {data.val.num_samples}" if data.val is not None else "")
+    rundir.clear_failed()
+    log.info("%s %s in %s", "start" if state is None else
+             f"resume at epoch {progress.epoch} step {progress.global_step} of", identity.run_key, rundir.path)
+    log.info("%s: %d params (%d frozen) on %s%s; %s", cfg.model.name, sum(p.numel() for p in model.parameters()),
+             sum(p.numel() for p in model.parameters() if not p.requires_grad), device,
+             f" x {dist_env.world_size} processes" if dist_env.enabled else "",
+             f"train {data.train.num_samples} / test {data.test.num_samples}"
+             + (f" / val {data.val.num_samples}" if data.val is not None else ""))
 
-    mirror = _wandb(cfg, run_dir)
-    if diagnostics is not None:
+    mirror = _wandb(cfg, identity, rundir)
+    if state is None and "attention" in diagnostics:
         mirror.log({f"init/{k}": v for k, v in diagnostics["attention"]["mean"].items()}, step=0)
-    session_start = time.perf_counter()
-    train_model = torch.compile(model) if cfg.trainer.compile else model
-    identity = {"run_key": run_key(cfg), "config_hash": config_hash(cfg)}  # once, not per epoch
+    train_model = model
+    if dist_env.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        train_model = torch.compile(train_model)
+    loop = _Loop(cfg, identity, rundir, data, task, model, train_model, optimizer, scheduler, scaler, precision,
+                 device, dist_env, total_steps, steps_per_epoch, ckpt_path, metrics, mirror, lock)
     try:
-        for epoch in range(progress.next_epoch, cfg.trainer.epochs + 1):
-            record = _one_epoch(cfg, epoch, train_model, data, optimizer, scheduler, scaler, precision, device)
-            progress.history.append(record)
-            checkpoint.save_atomic({
-                **identity, "epoch": epoch,
-                "history": progress.history,
-                "wall_time_s": progress.wall_time_s + time.perf_counter() - session_start,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
-            }, ckpt_path)
-            metrics.append(record)  # after the checkpoint: a line on disk is always backed by one
-            mirror.log(record, step=epoch)
-    except BaseException:
-        mirror.finish(exit_code=1)
+        with GracefulStop(log=log) as stop:
+            loop.run(progress, stop)
+    except BaseException as err:
+        mirror.finish(exit_code=getattr(err, "exit_code", 1))
         raise
 
-    summary = _summary(cfg, progress, progress.wall_time_s + time.perf_counter() - session_start, model, device)
-    write_json_atomic(run_dir / "summary.json", summary)
+    summary = _summary(cfg, identity, task, progress, progress.wall_time_s + loop.session_seconds(), model, device)
+    rundir.write_json(SUMMARY, summary)
     mirror.summary(summary)
     mirror.finish()
-    (run_dir / DONE_NAME).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-    log.info("done: test_acc %.2f (best %.2f) in %.0fs -> %s", summary["test_acc"], summary["best_test_acc"],
-             summary["wall_time_s"], run_dir)
+    rundir.mark_done(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    log.info("done: %s %.4g in %.0fs -> %s", task.primary_metric, summary[task.primary_metric],
+             summary["wall_time_s"], rundir.path)
     return summary
 
 
-def _one_epoch(cfg: TrainConfig, epoch: int, model, data: Data, optimizer, scheduler, scaler,
-               precision: Precision, device: torch.device) -> dict:
-    """Train one epoch on the (seed, epoch) data stream, evaluate, and return the metrics record."""
-    start = time.perf_counter()
-    stats = train_one_epoch(
-        model, data.train, optimizer, scheduler, scaler, generator(cfg.seed, "data", epoch, device=device),
-        epoch=epoch, precision=precision, label_smoothing=cfg.trainer.label_smoothing,
-        grad_clip=cfg.trainer.grad_clip, progress=cfg.trainer.progress,
-    )
-    test_loss, test_acc = evaluate(model, data.test, precision)
-    record = {"epoch": epoch, "train_loss": stats["train_loss"], "train_acc": stats["train_acc"],
-              "test_loss": test_loss, "test_acc": test_acc}
-    if data.val is not None:
-        record["val_loss"], record["val_acc"] = evaluate(model, data.val, precision)
-    record.update(lr=stats["lr"], epoch_time_s=time.perf_counter() - start, images_per_s=stats["images_per_s"])
-    log.info("epoch %d/%d  train_loss %.4f  train_acc %.2f  test_acc %.2f%s  %.1fs", epoch, cfg.trainer.epochs,
-             record["train_loss"], record["train_acc"], test_acc,
-             f"  val_acc {record['val_acc']:.2f}" if "val_acc" in record else "", record["epoch_time_s"])
-    return record
+class _Loop:
+    """The step loop of one session of a run (train, evaluate, checkpoint, log)."""
+
+    def __init__(self, cfg, identity, rundir, data, task, model, train_model, optimizer, scheduler, scaler,
+                 precision, device, dist_env, total_steps, steps_per_epoch, ckpt_path, metrics, mirror, lock):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+        self.start = time.perf_counter()
+        self.window_start = self.start
+        self.window_train_s = 0.0
+
+    def session_seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def run(self, progress: Progress, stop: GracefulStop) -> None:
+        from tqdm import tqdm
+
+        t, data = self.cfg.trainer, self.data
+        window = sums_from_host(progress.window, self.device)
+        while progress.global_step < self.total_steps:
+            epoch = progress.epoch
+            steps = min(self.steps_per_epoch, progress.step_in_epoch + self.total_steps - progress.global_step)
+            bar = tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {epoch}", leave=False,
+                       disable=not t.progress or not self.dist_env.is_main, dynamic_ncols=True)
+            self.train_model.train()
+            gen = generator(self.cfg.seed, "data", epoch, device=self.device)
+            train_start = time.perf_counter()
+            for batch in data.train.epoch(gen, start_step=progress.step_in_epoch):
+                step = progress.step_in_epoch  # index of this step within the epoch
+                sums = train_step(self.train_model, batch, self.task, self.optimizer, self.scheduler, self.scaler,
+                                  precision=self.precision, grad_clip=t.grad_clip,
+                                  num_updates=progress.global_step + 1, loss_scale=self._loss_scale(batch, step))
+                window = add_sums(window, sums)
+                progress.step_in_epoch += 1
+                progress.global_step += 1
+                end_of_epoch = progress.step_in_epoch == self.steps_per_epoch
+                last = progress.global_step >= self.total_steps
+                if progress.step_in_epoch % 25 == 0 or end_of_epoch or last:
+                    self._check_finite(window, epoch, progress)
+                    bar.set_postfix(loss=f"{window['loss'].item() / window['count'].item():.3f}", refresh=False)
+                bar.update(1)
+                if self.dist_env.enabled and not distributed.all_agree(not stop.requested):
+                    stop.request()  # a signal reached another rank: every rank stops at this step
+                evaluate_now = end_of_epoch or last or (t.eval_every and progress.global_step % t.eval_every == 0)
+                save_now = evaluate_now or stop.requested or (
+                    t.checkpoint_every and progress.global_step % t.checkpoint_every == 0)
+                if evaluate_now:
+                    self.window_train_s += time.perf_counter() - train_start
+                    record = self._evaluate(progress, window)
+                    progress.history.append(record)
+                    window = None
+                if end_of_epoch:
+                    progress.epoch, progress.step_in_epoch = epoch + 1, 0
+                if save_now:
+                    progress.window = sums_to_host(window)
+                    self._save(progress)
+                if evaluate_now:
+                    self.metrics.append(record)  # after the checkpoint: a line on disk is always backed by one
+                    self.mirror.log(record, step=progress.global_step)
+                    self.window_start, self.window_train_s = time.perf_counter(), 0.0
+                    train_start = self.window_start
+                    self.train_model.train()
+                elif self.lock is not None:
+                    self.lock.tick()  # heartbeat for other hosts watching the lock; cheap, rate-limited
+                if stop.requested:
+                    bar.close()
+                    raise stop.exception(progress.epoch, progress.global_step)
+                if last or end_of_epoch:
+                    break
+            bar.close()
+
+    def _loss_scale(self, batch, step: int) -> float:
+        """Share of the global batch on this rank x ranks: DDP's mean of rank means is then the global mean."""
+        world = self.dist_env.world_size
+        if world == 1:
+            return 1.0
+        global_count = min(self.data.train.batch_size, self.data.train.num_samples - step * self.data.train.batch_size)
+        return world * self.task.count(batch) / global_count
+
+    def _check_finite(self, window, epoch: int, progress: Progress) -> None:
+        running = window["loss"].item() / window["count"].item()
+        if math.isfinite(running):
+            return
+        if progress.history or self.rundir.has_checkpoint:
+            saved = (f"The last checkpoint (epoch {progress.history[-1]['epoch'] if progress.history else '?'}, "
+                     f"{self.rundir.file(checkpoint.CHECKPOINT_NAME)}) is intact, but resuming this run with the "
+                     "same config will most likely diverge again.")
+        else:
+            saved = "No checkpoint of this run was written yet."
+        lr = self.cfg.optim.lr if hasattr(self.cfg.optim, "lr") else None
+        hint = f"optim.lr={lr / 10:g}" if lr else "a lower optim.lr"
+        raise TrainingError(
+            f"the training loss became {running} at epoch {epoch}, step {progress.global_step}. {saved} "
+            f"A lower learning rate, trainer.grad_clip > 0 or trainer.precision=fp32 makes a different config, "
+            f"so a new run in its own directory, from scratch: add e.g. {hint} to the command."
+        )
+
+    def _evaluate(self, progress: Progress, window) -> dict:
+        for value in window.values():  # this rank's sums -> the global batch's
+            distributed.all_reduce_sum(value)
+        train = self.task.metrics(sums_to_host(window), "train")
+        record = {"epoch": progress.epoch, "step": progress.global_step, **train}
+        record.update(evaluate(self.model, self.data.test, self.task, self.precision, "test"))
+        if self.data.val is not None:
+            record.update(evaluate(self.model, self.data.val, self.task, self.precision, "val"))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        units = sums_to_host(window)["count"]
+        record.update(lr=self.optimizer.param_groups[0]["lr"],
+                      epoch_time_s=time.perf_counter() - self.window_start,
+                      **{f"{self.task.unit}_per_s": units / max(self.window_train_s, 1e-9)})
+        log.info("epoch %d step %d  %s  %.1fs", progress.epoch, progress.global_step,
+                 "  ".join(f"{k} {v:.4g}" for k, v in record.items()
+                           if k.endswith(("_loss", "_acc", "_ppl")) and isinstance(v, float)),
+                 record["epoch_time_s"])
+        return record
+
+    def _save(self, progress: Progress) -> None:
+        if self.dist_env.is_main:
+            checkpoint.save_atomic({
+                "run_key": self.identity.run_key, "config_hash": self.identity.config_hash,
+                "progress": {**asdict(progress), "wall_time_s": progress.wall_time_s + self.session_seconds()},
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": checkpoint.rng_state(),
+            }, self.ckpt_path)
+            if self.lock is not None:
+                self.lock.refresh()
 
 
-def _summary(cfg: TrainConfig, progress: Progress, wall_time_s: float, model, device: torch.device) -> dict:
+def _summary(cfg: TrainConfig, identity: RunIdentity, task: Task, progress: Progress, wall_time_s: float, model,
+             device: torch.device) -> dict:
     history = progress.history
     last = history[-1]
+    best = max if task.higher_is_better else min
+    primary = task.primary_metric
     summary = {
-        "run_key": run_key(cfg), "experiment": cfg.experiment, "model": cfg.model.name,
+        "run_key": identity.run_key, "experiment": cfg.experiment, "model": cfg.model.name,
         "dataset": cfg.dataset.name, "init": cfg.init.name, "seed": cfg.seed, "epochs": last["epoch"],
-        "test_acc": last["test_acc"], "best_test_acc": max(r["test_acc"] for r in history),
-        "test_loss": last["test_loss"], "train_acc": last["train_acc"], "train_loss": last["train_loss"],
-        "wall_time_s": wall_time_s,
-        "mean_images_per_s": sum(r["images_per_s"] for r in history) / len(history),
-        "params": sum(p.numel() for p in model.parameters()), "device": describe_device(device),
+        "steps": progress.global_step, "primary_metric": primary, "higher_is_better": task.higher_is_better,
     }
-    if "val_acc" in last:
-        summary["val_acc"] = last["val_acc"]
-        summary["best_val_acc"] = max(r["val_acc"] for r in history)
+    for key, value in last.items():
+        if key.startswith(("train_", "test_", "val_")):
+            summary[key] = value
+    summary[f"best_{primary}"] = best(r[primary] for r in history)
+    val_primary = primary.replace("test_", "val_")
+    if val_primary in last:
+        summary[f"best_{val_primary}"] = best(r[val_primary] for r in history)
+    throughput = f"{task.unit}_per_s"
+    summary[f"mean_{throughput}"] = sum(r[throughput] for r in history) / len(history)
+    summary.update(wall_time_s=wall_time_s, params=sum(p.numel() for p in model.parameters()),
+                   device=describe_device(device))
     return summary

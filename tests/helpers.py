@@ -1,0 +1,42 @@
+"""Shared helpers for composing the real configs and reading run directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from mimetic.cli import register_resolvers
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+register_resolvers()
+
+# A model and loop small enough for a CPU test in seconds.
+TINY = ["model=vit_micro", "model.dim=32", "model.depth=2", "model.heads=2", "model.patch_size=8",
+        "trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress=false", "logger.mode=disabled",
+        "sched.warmup_epochs=1"]
+TIMING = {"epoch_time_s", "images_per_s", "tokens_per_s"}
+
+
+def composed(*overrides: str, hydra_node: bool = False):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def cli(*args, cwd=REPO, timeout=300, env=None):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)

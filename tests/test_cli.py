@@ -1,0 +1,202 @@
+"""The command line: one message for every user error, sweeps that survive a failing job,
+signals, concurrent processes, kill -9. In-process where Hydra allows, real processes where
+the behaviour is about processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import REPO, TINY, cli, read_metrics, without_timing
+
+sys.path.insert(0, str(REPO))
+import train  # noqa: E402  (the real entry point, run in process)
+
+
+def main_in_process(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """``python train.py *args`` in this process: (exit status, stdout + stderr)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    code = 0
+    try:
+        train.main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def folder(root, *more):
+    return [*TINY, "dataset=image_folder", f"dataset.root={root}", *more]
+
+
+def write_bad_label_cifar(root: Path) -> Path:
+    from fake_data import write_cifar10
+
+    write_cifar10(root, per_batch=8, test=10)
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    import pickle
+
+    entry = pickle.loads(batch.read_bytes())
+    entry["labels"][3] = 12  # CIFAR-10 has 10 classes
+    batch.write_bytes(pickle.dumps(entry, protocol=2))
+    return root
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["model.heads=5"], "model.heads=5 does not divide model.dim"),
+        (["model.dim=2"], "needs a width divisible by 4"),
+        (["trainer.batch_size=0"], "trainer.batch_size must be > 0"),
+        (["init=mimetic", "init.alpha_qk=inf"], "init.alpha_qk"),
+        (["init=mimetic", "init.alpha_qk=-1"], "init.alpha_qk"),
+        (["init=pretrained_attention", "init.checkpoint=/nonexistent/vit_tiny.safetensors"], "/nonexistent/vit_tiny"),
+        (["dataset=cifar10", "dataset.root=/nonexistent/cifar"], "python scripts/prepare_data.py cifar10"),
+        (["paths.runs_dir="], "paths.runs_dir=''"),
+        (["trainer.device=cuda:3"], "no CUDA device"),
+    ],
+)
+def test_bad_input_is_one_message_with_exit_2_and_leaves_no_run_dir(tmp_path, monkeypatch, capsys, folder_root,
+                                                                    args, message):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    if not any(a.startswith("dataset=") for a in args):
+        args = ["dataset=image_folder", f"dataset.root={folder_root}", *args]
+    if not any(a.startswith("paths.runs_dir") for a in args):
+        args = [*args, f"paths.runs_dir={runs}"]
+    code, out = main_in_process(monkeypatch, capsys, *[a for a in TINY if a.split("=")[0] not in
+                                                       {a.split("=")[0] for a in args}], *args)
+    assert code == 2, out
+    assert message in out and "Traceback" not in out
+    leftovers = [p for p in runs.iterdir()] if runs.exists() else []
+    if "trainer.device" not in args[-2]:  # a valid config that fails later still owns its dir
+        assert leftovers == [], leftovers
+    import tempfile
+
+    assert not list(Path(tempfile.gettempdir()).glob(f"mimetic-invalid-config-{os.getpid()}*"))
+
+
+def test_a_label_beyond_the_class_list_is_one_message(tmp_path, monkeypatch, capsys):
+    root = write_bad_label_cifar(tmp_path / "cifar")
+    code, out = main_in_process(monkeypatch, capsys, *TINY, "dataset=cifar10", f"dataset.root={root}",
+                                "dataset.verify_checksums=false", f"paths.runs_dir={tmp_path / 'runs'}")
+    assert code == 2 and "data_batch_1" in out and "Traceback" not in out, out
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys, folder_root):
+    code, out = main_in_process(monkeypatch, capsys, "-m", *folder(folder_root, "trainer.epochs=1",
+                                "trainer.grad_clip=0", "sched.warmup_epochs=0", f"paths.runs_dir={tmp_path}"),
+                                "optim.lr=1e12,1e-3")
+    assert code == 1, out
+    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(runs) == 2
+    failed = [p for p in runs if (p / "FAILED").exists()]
+    done = [p for p in runs if (p / "DONE").exists()]
+    assert len(failed) == 1 and len(done) == 1 and failed[0] != done[0]
+    assert "loss became nan" in (failed[0] / "FAILED").read_text()
+    assert "1 of 2 jobs failed" in out and str(failed[0]) in out and "loss became nan" in out
+
+
+def test_a_corrupt_checkpoint_is_an_error_not_a_restart(tmp_path, monkeypatch, capsys, folder_root):
+    args = folder(folder_root, "trainer.epochs=1", f"hydra.run.dir={tmp_path}")
+    assert main_in_process(monkeypatch, capsys, *args)[0] == 0
+    (tmp_path / "DONE").unlink()
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage")
+    metrics_before = (tmp_path / "metrics.jsonl").read_text()
+    code, out = main_in_process(monkeypatch, capsys, *args)
+    assert code == 2 and "corrupt" in out and "checkpoint.pt" in out and "Traceback" not in out
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"\x00garbage"
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics_before
+
+
+def test_default_run_dir_is_deterministic_and_resumes(tmp_path, monkeypatch, capsys, folder_root):
+    args = folder(folder_root, "trainer.epochs=1", f"paths.runs_dir={tmp_path}")
+    assert main_in_process(monkeypatch, capsys, *args)[0] == 0
+    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(runs) == 1 and runs[0].name.startswith("image_folder-vit_micro-default-s0-")
+    code, out = main_in_process(monkeypatch, capsys, *args)
+    assert code == 0 and "already finished" in out + (runs[0] / "train.log").read_text()
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == runs
+
+
+# ------------------------------------------------------------------ real processes
+def _start(args, **kw):
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(predicate, proc, timeout=240):
+    deadline = time.time() + timeout
+    while not predicate() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+
+
+def _progress(run_dir: Path) -> dict | None:
+    try:
+        return torch.load(run_dir / "checkpoint.pt", weights_only=True)["progress"]
+    except Exception:
+        return None
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, folder_root):
+    args = folder(folder_root, "trainer.epochs=3", "init=mimetic", "trainer.batch_size=8",
+                  "trainer.checkpoint_every=4")
+    reference = tmp_path / "reference"
+    done = cli(*args, f"hydra.run.dir={reference}")
+    assert done.returncode == 0, done.stderr
+
+    resumed = tmp_path / "resumed"
+    proc = _start([*args, f"hydra.run.dir={resumed}"])
+    # 120 images / batch 8 = 15 steps per epoch: a step-4 checkpoint is mid-epoch.
+    _wait_for(lambda: (p := _progress(resumed)) is not None and p["global_step"] >= 4, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    progress = _progress(resumed)
+    assert not (resumed / "DONE").exists() and 0 < progress["global_step"] < 45
+
+    again = cli(*args, f"hydra.run.dir={resumed}")
+    assert again.returncode == 0, again.stderr
+    assert "resume" in again.stdout + again.stderr
+    assert without_timing(read_metrics(resumed)) == without_timing(read_metrics(reference))
+    a = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(reference / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_checkpoints_says_one_thing_and_resumes(tmp_path, folder_root, sig, code):
+    args = folder(folder_root, "trainer.epochs=2", "trainer.batch_size=8", f"hydra.run.dir={tmp_path}")
+    proc = _start(args)
+    _wait_for(lambda: (tmp_path / "train.log").exists() and "start " in (tmp_path / "train.log").read_text(), proc)
+    time.sleep(1.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and "the same command resumes" in err
+    assert _progress(tmp_path) is not None
+    again = cli(*args)
+    assert again.returncode == 0 and (tmp_path / "DONE").exists(), again.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_never_share_a_run_dir(tmp_path, folder_root):
+    args = folder(folder_root, "trainer.epochs=3", "trainer.batch_size=8", f"hydra.run.dir={tmp_path}")
+    first = _start(args)
+    _wait_for(lambda: (tmp_path / "LOCK").exists(), first)
+    second = cli(*args)
+    assert second.returncode == 2, second.stderr
+    assert f"PID {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    epochs = [r["epoch"] for r in read_metrics(tmp_path)]
+    assert epochs == [1, 2, 3]
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 3
