@@ -171,32 +171,41 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, fol
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+# A run long enough (vit_micro at full width, batch 8) to be caught in the middle.
+SLOWER = ["model=vit_micro", "trainer.batch_size=8", "trainer.progress=false", "logger.mode=disabled",
+          "sched.warmup_epochs=1"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_checkpoints_says_one_thing_and_resumes(tmp_path, folder_root, sig, code):
-    args = folder(folder_root, "trainer.epochs=2", "trainer.batch_size=8", f"hydra.run.dir={tmp_path}")
+    args = [*SLOWER, "dataset=image_folder", f"dataset.root={folder_root}", "trainer.epochs=30",
+            f"hydra.run.dir={tmp_path}"]
     proc = _start(args)
-    _wait_for(lambda: (tmp_path / "train.log").exists() and "start " in (tmp_path / "train.log").read_text(), proc)
-    time.sleep(1.5)
+    _wait_for(lambda: (tmp_path / "metrics.jsonl").exists() and (tmp_path / "metrics.jsonl").read_text(), proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
     assert "Traceback" not in err and "the same command resumes" in err
-    assert _progress(tmp_path) is not None
-    again = cli(*args)
+    stopped_at = _progress(tmp_path)["global_step"]
+    assert 15 <= stopped_at < 450 and not (tmp_path / "DONE").exists()
+    again = cli(*args, "trainer.epochs=30")
     assert again.returncode == 0 and (tmp_path / "DONE").exists(), again.stderr
+    assert "resume at epoch" in again.stdout + again.stderr
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == list(range(1, 31))
 
 
 @pytest.mark.slow
 def test_two_processes_never_share_a_run_dir(tmp_path, folder_root):
-    args = folder(folder_root, "trainer.epochs=3", "trainer.batch_size=8", f"hydra.run.dir={tmp_path}")
+    args = [*SLOWER, "dataset=image_folder", f"dataset.root={folder_root}", "trainer.epochs=12",
+            f"hydra.run.dir={tmp_path}"]
     first = _start(args)
     _wait_for(lambda: (tmp_path / "LOCK").exists(), first)
     second = cli(*args)
+    assert first.poll() is None, "the first run ended before the second started; make it longer"
     assert second.returncode == 2, second.stderr
     assert f"PID {first.pid}" in second.stderr and "Traceback" not in second.stderr
-    out, err = first.communicate(timeout=300)
+    out, err = first.communicate(timeout=400)
     assert first.returncode == 0, err
-    epochs = [r["epoch"] for r in read_metrics(tmp_path)]
-    assert epochs == [1, 2, 3]
-    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 3
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == list(range(1, 13))
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 12

@@ -177,7 +177,9 @@ def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device
         if rundir.is_done:
             log.info("run already finished: %s (delete %s to train it again)", rundir.path, rundir.file("DONE"))
             return rundir.read_summary() or {}
-        return _train(cfg, rundir, identity, dist_env, device, lock)
+        # From here on a stop signal is honoured at the next step boundary (data loading included).
+        with GracefulStop(log=log) as stop:
+            return _train(cfg, rundir, identity, dist_env, device, lock, stop)
     except MimeticError as err:
         rundir.mark_failed(str(err))  # we own the directory: say why it stopped (sweep_status reads it)
         raise
@@ -187,7 +189,7 @@ def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device
 
 
 def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: distributed.DistEnv,
-           device: torch.device, lock: RunLock | None) -> dict:
+           device: torch.device, lock: RunLock | None, stop: GracefulStop) -> dict:
     t = cfg.trainer
     ckpt_path = rundir.file(checkpoint.CHECKPOINT_NAME)
     state = _load_checkpoint(rundir, identity)
@@ -245,8 +247,7 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     loop = _Loop(cfg, identity, rundir, data, task, model, train_model, optimizer, scheduler, scaler, precision,
                  device, dist_env, total_steps, steps_per_epoch, ckpt_path, metrics, mirror, lock)
     try:
-        with GracefulStop(log=log) as stop:
-            loop.run(progress, stop)
+        loop.run(progress, stop)
     except BaseException as err:
         mirror.finish(exit_code=getattr(err, "exit_code", 1))
         raise
