@@ -209,3 +209,13 @@ def test_two_processes_never_share_a_run_dir(tmp_path, folder_root):
     assert first.returncode == 0, err
     assert [r["epoch"] for r in read_metrics(tmp_path)] == list(range(1, 13))
     assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 12
+
+
+def test_an_unwritable_log_file_is_a_warning_not_a_crash(tmp_path, capsys):
+    import logging
+
+    from mimetic.cli import RunLogHandler
+
+    handler = RunLogHandler(str(tmp_path / "no" / "such" / "dir" / "train.log"))
+    handler.emit(logging.LogRecord("mimetic", logging.INFO, __file__, 1, "hello", None, None))
+    assert "cannot write the log file" in capsys.readouterr().err

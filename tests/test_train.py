@@ -214,7 +214,7 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path, folder_root):
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "checkpoint.pt").write_bytes(pickle.dumps({"format_version": 2, "x": Exploit()}))
+    (run_dir / "checkpoint.pt").write_bytes(pickle.dumps({"format_version": 2, "x": Exploit()}, protocol=2))
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         run(composed(*folder_args(folder_root, "trainer.epochs=1")), run_dir=run_dir)
     assert not marker.exists()
@@ -269,3 +269,31 @@ def test_vit_results_do_not_move(tmp_path):
                 assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-9), (init, g["epoch"], key)
             for key in ("train_acc", "test_acc"):  # one sample = 0.07 / 0.28 pp
                 assert g[key] == pytest.approx(w[key], abs=0.3), (init, g["epoch"], key)
+
+
+def test_a_full_disk_is_one_message_and_loses_nothing(tmp_path, folder_root, monkeypatch):
+    """The epoch-2 checkpoint write hits ENOSPC: the epoch-1 checkpoint and metrics stay intact."""
+    import errno
+    import os
+
+    from mimetic.errors import RunDirError
+
+    real_fsync = os.fsync
+
+    def fsync_then_full(fd):
+        metrics = tmp_path / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().strip():  # after epoch 1 is fully on disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    args = folder_args(folder_root, "trainer.epochs=3")
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", fsync_then_full)
+        with pytest.raises(RunDirError, match="the disk is full") as err:
+            run(composed(*args), run_dir=tmp_path)
+    assert "Nothing already written was lost" in str(err.value)
+    assert not list(tmp_path.glob("*.tmp"))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert len(read_metrics(tmp_path)) == state["progress"]["epoch"] - 1 >= 1
+    run(composed(*args), run_dir=tmp_path)  # space is back: the same command resumes and finishes
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2, 3]

@@ -108,7 +108,11 @@ def _read(options: ImageDataset, image_size: int | None) -> RawDataset:
 
 def build_image_data(options: ImageDataset, request: DataRequest) -> Data:
     """In-memory uint8 splits on the device, batched and augmented there."""
-    raw = _read(options, request.image_size)
+    return in_memory_data(_read(options, request.image_size), options, request)
+
+
+def in_memory_data(raw: RawDataset, options: ImageDataset, request: DataRequest) -> Data:
+    """:class:`Data` from splits read into memory (any reader): holdout, statistics, loaders on the device."""
     train, val = raw.train, None
     if options.val_fraction > 0:
         keep, hold = stratified_holdout(train.labels, options.val_fraction)
@@ -144,6 +148,9 @@ for _name, _help in (
     ("digits", "scikit-learn's 8x8 digits (offline), fixed 1,437 / 360 split"),
 ):
     DATASETS.add(_name, ImageDataset, build_image_data, help=_help)
+
+
+from mimetic.data import imagenet, tiny_imagenet  # noqa: E402, F401  (register themselves in DATASETS)
 
 
 def build_data(options: Option, request: DataRequest) -> Data:

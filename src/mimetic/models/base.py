@@ -19,6 +19,10 @@ class ModelOption(Option):
 
     freeze: list[str] = field(default_factory=list)
 
+    def freeze_patterns(self) -> list[str]:
+        """Every glob to freeze: ``freeze`` plus what the schema's own switches add (e.g. ``freeze_depthwise``)."""
+        return list(self.freeze)
+
     @property
     def input_size(self) -> int | None:
         """Image side the data should be resized to (None: the model takes any size / no images)."""

@@ -22,7 +22,7 @@ from mimetic.errors import CheckpointError, ConfigError, MimeticError, TrainingE
 from mimetic.init import apply_init, diagnose_init
 from mimetic.models import build_model, freeze_
 from mimetic.train import checkpoint, distributed
-from mimetic.train.config import RunIdentity, TrainConfig, load_config, run_identity
+from mimetic.train.config import LoggerConfig, RunIdentity, TrainConfig, load_config, run_identity
 from mimetic.train.engine import Precision, add_sums, evaluate, sums_from_host, sums_to_host, train_step
 from mimetic.train.environment import describe_device, environment, git_diff
 from mimetic.train.optim import build_optimizer, build_scheduler
@@ -131,19 +131,15 @@ def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler) -> Pr
 
 
 def _wandb(cfg: TrainConfig, identity: RunIdentity, rundir: RunDir) -> WandbMirror:
-    if not rundir.writer:
-        return WandbMirror(_Disabled(), run_key=identity.run_key, run_dir=rundir.path, config={}, group="", tags=[],
-                           job_type="")
+    if not rundir.writer:  # only the main rank mirrors
+        return WandbMirror(LoggerConfig(mode="disabled"), run_key=identity.run_key, run_dir=rundir.path, config={},
+                           group="", tags=[], job_type="")
     group = cfg.logger.group or f"{cfg.experiment or cfg.dataset.name}-{cfg.model.name}"
     tags = [cfg.dataset.name, cfg.model.name, cfg.init.name, f"seed{cfg.seed}"]
     tags += [cfg.experiment] if cfg.experiment else []
     return WandbMirror(cfg.logger, run_key=identity.run_key, run_dir=rundir.path,
                        config={**cfg.to_dict(), "run_key": identity.run_key}, group=group,
                        tags=tags + list(cfg.logger.tags), job_type=cfg.init.name)
-
-
-class _Disabled:
-    mode = "disabled"
 
 
 # ----------------------------------------------------------------------------- the run
@@ -211,7 +207,7 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
         report = apply_init(model, cfg.init, generator(cfg.seed, "init"))
         diagnostics = {**diagnose_init(model, cfg.init, before), "init": report}
         del before
-    frozen = freeze_(model, cfg.model.freeze)  # on a fresh start and on resume, before the optimizer
+    frozen = freeze_(model, cfg.model.freeze_patterns())  # on a fresh start and on resume, before the optimizer
     if state is None:
         diagnostics["frozen"] = frozen
         _write_header(rundir, cfg, identity, device, diagnostics)
