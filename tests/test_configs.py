@@ -167,3 +167,13 @@ def test_load_config_names_bad_keys_in_plain_dicts():
     base["trainer"]["batchsize"] = 3
     with pytest.raises(ConfigError, match="unknown config key 'trainer.batchsize'"):
         load_config(base)
+
+
+@pytest.mark.parametrize("env,mode", [(None, "offline"), ("", "offline"), ("dryrun", "offline"), ("online", "online"),
+                                      ("disabled", "disabled")])
+def test_logger_mode_follows_wandb_mode(monkeypatch, env, mode):
+    if env is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env)
+    assert load_config(composed("dataset=digits")).logger.mode == mode

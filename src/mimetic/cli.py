@@ -49,6 +49,12 @@ def resolve_sweep_dir(root: DictConfig) -> str:
     return runs_dir if runs_dir not in ("", "/", "~") else _placeholder_dir()
 
 
+def wandb_mode_from_env() -> str:
+    """``logger.mode``'s default: WANDB_MODE when set (wandb's legacy ``dryrun``/``run`` mapped), else offline."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    return {"": "offline", "dryrun": "offline", "run": "online"}.get(mode, mode)
+
+
 def register_resolvers() -> None:
     """Resolvers used by configs/train.yaml's hydra node, and the ConfigStore schemas."""
     from mimetic.train.config import register_configs
@@ -57,6 +63,7 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", lambda *, _root_: resolve_run_dir(_root_))
         OmegaConf.register_new_resolver("sweep_dir", lambda *, _root_: resolve_sweep_dir(_root_))
+        OmegaConf.register_new_resolver("wandb_mode", wandb_mode_from_env)
 
 
 @dataclass
