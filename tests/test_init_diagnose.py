@@ -56,7 +56,9 @@ def test_default_on_a_conv_net_has_no_attention_section():
     before = state_snapshot(model)
     apply_init(model, "default")
     report = diagnose_init(model, "default", before)
+    depthwise = report.pop("depthwise")  # a conv net's depthwise filters against i.i.d. taps (issue 8)
     assert report == {"init": "default", "changed_tensors": [], "unchanged_count": len(before)}
+    assert depthwise["target"] == "iid"
 
 
 def test_changed_tensors_are_found_in_a_conv_net():

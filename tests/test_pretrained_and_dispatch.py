@@ -68,7 +68,7 @@ def test_missing_file_and_mismatches(tmp_path):
 def test_apply_init_dispatch(tmp_path):
     base = make_vit(dim=48, heads=3, depth=1)
     names = {}
-    for name in INITS.names():
+    for name in [n for n in INITS.names() if "dw_covariance" not in n]:  # depthwise inits: test_conv_init.py
         model = make_vit(dim=48, heads=3, depth=1)
         cfg = {"name": name, "alpha_qk": 0.7, "beta_qk": 0.7, "alpha_vo": 0.4, "beta_vo": 0.4}
         if name == "pretrained_attention":
@@ -89,7 +89,7 @@ def test_apply_init_dispatch(tmp_path):
             assert not torch.equal(qkv, old) and not torch.equal(proj, old_proj)
     assert names["default"]["layers"] == 0 and names["mimetic"]["layers"] == 1
     assert set(names) == {"default", "mimetic", "mimetic_qk", "mimetic_vo", "pretrained_attention"}
-    with pytest.raises(ConfigError, match="'mimetics' is not a registered init; choose one of: default, mimetic"):
+    with pytest.raises(ConfigError, match="'mimetics' is not a registered init; choose one of: default, .*mimetic"):
         apply_init(base, {"name": "mimetics"})
     with pytest.raises(InitError, match="init=pretrained_attention needs init.checkpoint="):
         apply_init(base, {"name": "pretrained_attention"})

@@ -16,6 +16,10 @@ Every problem a user can fix (a bad coefficient, a missing checkpoint, a model w
 attention the method cannot handle) raises :class:`InitError` with the fix in its message;
 nothing is written when an init refuses.
 
+Depthwise convolutions (``groups == in == out > 1``): :func:`depthwise_covariance_` (closed form,
+``init=dw_covariance``) and :func:`depthwise_covariance_transfer_` (``init=dw_covariance_transfer``);
+``init=<attention init>+<conv init>`` (e.g. ``mimetic+dw_covariance``) applies both.
+
 Built-in adapters: ``torch.nn.MultiheadAttention``, timm ``Attention`` (ViT), GPT-2/nanoGPT
 fused ``c_attn``/``c_proj`` (``nn.Linear`` or Hugging Face ``Conv1D``), Llama/OPT-style
 ``q_proj``/``k_proj``/``v_proj`` + ``o_proj``/``out_proj``, BERT-style ``self.query/key/value`` +
@@ -60,6 +64,15 @@ from mimetic.init.attention import (
     mimetic_attention_,
 )
 from mimetic.init.base import INITS, InitError
+from mimetic.init.depthwise import (
+    DepthwiseConv,
+    DwCovarianceOptions,
+    DwTransferOptions,
+    depthwise_covariance_,
+    depthwise_covariance_transfer_,
+    find_depthwise_convs,
+    gaussian_covariance,
+)
 from mimetic.init.diagnostics import (
     LayerProducts,
     attention_maps,
@@ -90,6 +103,9 @@ __all__ = [
     "AttentionScan",
     "BertStyleAttention",
     "DefaultOptions",
+    "DepthwiseConv",
+    "DwCovarianceOptions",
+    "DwTransferOptions",
     "FusedCAttnAttention",
     "InitError",
     "LayerProducts",
@@ -103,8 +119,12 @@ __all__ = [
     "attention_maps",
     "attention_products",
     "balanced_factors",
+    "depthwise_covariance_",
+    "depthwise_covariance_transfer_",
     "diagnose_init",
     "find_attention_layers",
+    "find_depthwise_convs",
+    "gaussian_covariance",
     "identity_plus_noise",
     "init_options",
     "mimetic_attention_",

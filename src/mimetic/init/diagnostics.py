@@ -23,6 +23,7 @@ from torch import nn
 
 from mimetic.init.attention import PAPER_COEFFICIENTS, attention_layers_or_raise
 from mimetic.init.base import InitError
+from mimetic.init.depthwise import depthwise_diagnostics
 from mimetic.init.dispatch import init_options
 from mimetic.init.layers import AttentionAdapter, scan_attention, token_logits
 
@@ -214,11 +215,16 @@ def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor
       :class:`InitError` otherwise), and for an init that leaves attention alone when the
       model has measurable attention. A model without attention has no such section; one
       whose attention cannot be measured gets ``attention_unsupported`` (the scan) instead.
+    * ``depthwise`` (models with depthwise convs): per layer, the filters' empirical covariance
+      against the init's target (:func:`mimetic.init.depthwise.depthwise_diagnostics`).
     """
     opts = init_options(options)
     report: dict[str, Any] = {"init": opts.name, "changed_tensors": None, "unchanged_count": None}
     if before is not None:
         report["changed_tensors"], report["unchanged_count"] = _changed(model, before)
+    depthwise = depthwise_diagnostics(model, opts, before)  # {} for a model without depthwise convs
+    if depthwise:
+        report["depthwise"] = depthwise
     betas = {
         "target_beta_qk": getattr(opts, "beta_qk", PAPER_COEFFICIENTS.beta_qk),
         "target_beta_vo": getattr(opts, "beta_vo", PAPER_COEFFICIENTS.beta_vo),

@@ -1,0 +1,115 @@
+"""Whole runs with depthwise-conv models: frozen filters stay bit-identical through steps, checkpoint and
+resume (a real SIGTERM mid-epoch), are never handed to the optimizer, and step-0 diagnostics are written."""
+
+import json
+
+import pytest
+import torch
+from helpers import TINY, composed, read_metrics, without_timing
+
+from mimetic.models import DataSpec, build_model
+from mimetic.train import run as run_module
+from mimetic.train.config import load_config
+from mimetic.train.run import run
+from mimetic.train.signals import StopRequested
+
+DW = [f"blocks.{i}.0.fn.0.weight" for i in range(2)]
+
+
+def conv_args(root, *more):
+    not_vit = [a for a in TINY if not a.startswith("model")]
+    return [*not_vit, "dataset=image_folder", f"dataset.root={root}", "model=convmixer_micro", "model.dim=16",
+            "model.depth=2", "model.kernel_size=3", *more]
+
+
+def step0_weights(args) -> dict:
+    """The weights a fresh run starts from (same seeded streams as run.py)."""
+    from mimetic.init import apply_init
+    from mimetic.train.seeding import derive_seed, generator
+
+    cfg = load_config(composed(*args))
+    torch.manual_seed(derive_seed(cfg.seed, "model"))
+    model = build_model(cfg.model, DataSpec("classification", num_classes=3))
+    apply_init(model, cfg.init, generator(cfg.seed, "init"))
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("init", ["default", "dw_covariance"])
+def test_frozen_filters_stay_at_their_init_and_the_rest_trains(tmp_path, folder_root, init):
+    args = conv_args(folder_root, "trainer.epochs=2", f"init={init}", "model.freeze_depthwise=true")
+    run(composed(*args), run_dir=tmp_path)
+    trained = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    start = step0_weights(args)
+    for name in DW:
+        assert torch.equal(trained[name], start[name]), name
+    assert not torch.equal(trained["blocks.0.0.fn.0.bias"], start["blocks.0.0.fn.0.bias"])  # biases train
+    assert not torch.equal(trained["head.weight"], start["head.weight"])
+    diagnostics = json.loads((tmp_path / "init_diagnostics.json").read_text())
+    assert diagnostics["frozen"] == DW
+    assert diagnostics["depthwise"]["target"] == ("iid" if init == "default" else "dw_covariance")
+    assert len(diagnostics["depthwise"]["layers"]) == 2
+
+
+def test_frozen_filters_are_not_given_to_the_optimizer(folder_root):
+    from mimetic.models import freeze_
+    from mimetic.train.optim import build_optimizer
+
+    cfg = load_config(composed(*conv_args(folder_root, "model.freeze_depthwise=true")))
+    model = build_model(cfg.model, DataSpec("classification", num_classes=3))
+    freeze_(model, cfg.model.freeze_patterns())
+    optimizer = build_optimizer(model, cfg.optim)
+    handed = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in handed}
+    assert not names & set(DW) and names == {n for n, _ in model.named_parameters()} - set(DW)
+
+
+def test_unfrozen_filters_train(tmp_path, folder_root):
+    args = conv_args(folder_root, "trainer.epochs=1", "init=dw_covariance")
+    run(composed(*args), run_dir=tmp_path)
+    trained = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    assert not torch.equal(trained[DW[0]], step0_weights(args)[DW[0]])
+
+
+def _signal_after(monkeypatch, steps: int) -> None:
+    import os
+    import signal
+
+    real_step, calls = run_module.train_step, []
+
+    def step_then_signal(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(run_module, "train_step", step_then_signal)
+
+
+@pytest.mark.parametrize("stop_after", [5, 12])
+def test_frozen_filters_survive_a_mid_epoch_stop_and_resume_bit_for_bit(tmp_path, folder_root, monkeypatch,
+                                                                       stop_after):
+    args = conv_args(folder_root, "trainer.epochs=2", "init=dw_covariance", "model.freeze_depthwise=true",
+                     "trainer.checkpoint_every=4")
+    reference = run(composed(*args), run_dir=tmp_path / "reference")
+    with monkeypatch.context() as patch:
+        _signal_after(patch, stop_after)
+        with pytest.raises(StopRequested):
+            run(composed(*args), run_dir=tmp_path / "resumed")
+    midway = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
+    resumed = run(composed(*args), run_dir=tmp_path / "resumed")
+    start = step0_weights(args)
+    a = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in DW:
+        assert torch.equal(midway[name], start[name]) and torch.equal(a[name], start[name])
+    assert without_timing(read_metrics(tmp_path / "resumed")) == without_timing(read_metrics(tmp_path / "reference"))
+    assert resumed["steps"] == reference["steps"]
+
+
+def test_bad_sigma_on_the_command_line_is_one_message(tmp_path, folder_root):
+    from mimetic.errors import MimeticError
+
+    with pytest.raises(MimeticError, match="init.sigma_first must be a finite number > 0"):
+        run(composed(*conv_args(folder_root, "init=dw_covariance", "init.sigma_first=0")), run_dir=tmp_path)
