@@ -241,3 +241,18 @@ def test_attention_and_conv_inits_compose():
         init_options({**opts, "sigma_first": -1})
     with pytest.raises(InitError, match="alpha_qk must be"):
         init_options({**opts, "alpha_qk": -1})
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv3_small_050", "efficientnet_b0", "convnext_atto"])
+def test_models_the_project_did_not_write(arch):
+    import timm
+
+    model = timm.create_model(arch, num_classes=10)
+    layers = find_depthwise_convs(model)
+    defaults = [layer.filters().std().item() for layer in layers]
+    assert depthwise_covariance_(model, sigma_first=0.5, sigma_last=1.5, generator=_gen()) == len(layers) > 5
+    for layer, std in zip(layers, defaults):  # per-tap variance of the init it replaced, within sampling error
+        assert layer.filters().std().item() == pytest.approx(std, rel=0.5)
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(2, 3, 64, 64))).all()
