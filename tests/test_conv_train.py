@@ -2,10 +2,15 @@
 resume (a real SIGTERM mid-epoch), are never handed to the optimizer, and step-0 diagnostics are written."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
-from helpers import TINY, composed, read_metrics, without_timing
+from helpers import REPO, TINY, cli, composed, read_metrics, without_timing
 
 from mimetic.models import DataSpec, build_model
 from mimetic.train import run as run_module
@@ -113,3 +118,42 @@ def test_bad_sigma_on_the_command_line_is_one_message(tmp_path, folder_root):
 
     with pytest.raises(MimeticError, match="init.sigma_first must be a finite number > 0"):
         run(composed(*conv_args(folder_root, "init=dw_covariance", "init.sigma_first=0")), run_dir=tmp_path)
+
+
+def _progress(run_dir):
+    try:
+        return torch.load(run_dir / "checkpoint.pt", weights_only=True)["progress"]
+    except Exception:
+        return None
+
+
+@pytest.mark.slow
+def test_frozen_filters_bit_identical_after_kill_9_and_resume(tmp_path, folder_root):
+    """A real train.py process killed with SIGKILL mid-epoch, then resumed: the frozen filters equal
+    the step-0 ones in every checkpoint, and the resumed run equals an uninterrupted one bit for bit."""
+    args = conv_args(folder_root, "trainer.epochs=3", "init=dw_covariance", "model.freeze_depthwise=true",
+                     "trainer.batch_size=8", "trainer.checkpoint_every=4")
+    reference = tmp_path / "reference"
+    done = cli(*args, f"hydra.run.dir={reference}")
+    assert done.returncode == 0, done.stderr
+    resumed = tmp_path / "resumed"
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={resumed}"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while ((p := _progress(resumed)) is None or p["global_step"] < 4) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (resumed / "DONE").exists()
+    start = step0_weights(args)
+    midway = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(midway[name], start[name]) for name in DW)
+    again = cli(*args, f"hydra.run.dir={resumed}")
+    assert again.returncode == 0, again.stderr
+    a = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(reference / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[name], start[name]) for name in DW)
+    assert without_timing(read_metrics(resumed)) == without_timing(read_metrics(reference))
