@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mimetic.init import factorize
 from mimetic.init.base import INITS, InitError
-from mimetic.init.factorize import balanced_factors, identity_plus_noise
 from mimetic.init.layers import AttentionAdapter, scan_attention, supported_layers_text
 from mimetic.registry import Option
 
@@ -118,27 +118,36 @@ def attention_layers_or_raise(model: nn.Module) -> list[AttentionAdapter]:
 
 
 @torch.no_grad()
-def _init_qk(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None) -> None:
+def _init_qk(
+    layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None, solver: str = "svd"
+) -> None:
     q, k = layer.q_weight(), layer.k_weight()
-    hd = layer.head_dim
-    for head in range(layer.num_heads):
-        target = identity_plus_noise(
-            layer.query_dim, layer.key_dim, alpha=alpha, beta=beta, noise_dim=layer.query_dim, generator=generator
+    hd, m, n = layer.head_dim, layer.query_dim, layer.key_dim
+    device = torch.device("cpu") if solver == "svd" else q.device
+    for heads in factorize.head_chunks(layer.num_heads, m, n):  # heads drawn in order, factorised as a batch
+        targets, spares = factorize.draw_targets(
+            len(heads), m, n, hd, alpha=alpha, beta=beta, noise_dim=m, generator=generator, device=device
         )
-        left, right = balanced_factors(target, hd, generator=generator)
-        rows = slice(head * hd, (head + 1) * hd)
-        q[rows].copy_(left.T)  # (W_q^i)^T = U_k S_k^1/2
-        k[rows].copy_(right)  # W_k^i = S_k^1/2 V_k^T
+        left, right = factorize.factor_batch(targets, hd, solver=solver, spares=spares)
+        rows = slice(heads.start * hd, heads.stop * hd)
+        q[rows].copy_(left.transpose(1, 2).reshape(-1, m))  # (W_q^i)^T = U_k S_k^1/2
+        k[rows].copy_(right.reshape(-1, n))  # W_k^i = S_k^1/2 V_k^T
 
 
 @torch.no_grad()
-def _init_vo(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None) -> None:
-    target = identity_plus_noise(
-        layer.value_dim, layer.out_dim, alpha=alpha, beta=-beta, noise_dim=layer.query_dim, generator=generator
+def _init_vo(
+    layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None, solver: str = "svd"
+) -> None:
+    # One full-rank target per layer: the randomized solver has nothing to truncate, so it uses the exact "eigh".
+    solver = "eigh" if solver == "randomized" else solver
+    device = torch.device("cpu") if solver == "svd" else layer.v_weight().device
+    m, n, inner = layer.value_dim, layer.out_dim, layer.attn_dim
+    targets, spares = factorize.draw_targets(
+        1, m, n, inner, alpha=alpha, beta=-beta, noise_dim=layer.query_dim, generator=generator, device=device
     )
-    left, right = balanced_factors(target, layer.attn_dim, generator=generator)
-    layer.v_weight().copy_(left.T)  # W_v^T = U S^1/2
-    layer.o_weight().copy_(right.T)  # W_o^T = S^1/2 V^T
+    left, right = factorize.factor_batch(targets, inner, solver=solver, spares=spares)
+    layer.v_weight().copy_(left[0].T)  # W_v^T = U S^1/2
+    layer.o_weight().copy_(right[0].T)  # W_o^T = S^1/2 V^T
 
 
 def mimetic_attention_(
@@ -163,16 +172,22 @@ def mimetic_attention_(
     does not split into its heads, a layer whose forward does not compute the targeted
     products (qk-norm, talking heads, ...), meta-device parameters, or modules that look
     like attention but that no adapter recognises.
+
+    The factorisation runs with :func:`mimetic.init.factorize.current_solver`: ``"svd"``, the
+    float64 CPU reference, unless a ``with factorize.factor_solver("eigh"):`` block (exact, faster,
+    on the model's device) or ``factor_solver("randomized")`` (approximate) is active; see
+    :mod:`mimetic.init.factorize` for their precision and cost.
     """
     problems = coefficient_problems(dict(alpha_qk=alpha_qk, beta_qk=beta_qk, alpha_vo=alpha_vo, beta_vo=beta_vo))
     if problems:
         raise InitError("; ".join(problems))
     layers = attention_layers_or_raise(model)
+    solver = factorize.current_solver()  # "svd" (the reference) unless factorize.factor_solver(...) is active
     for layer in layers:
         if qk:
-            _init_qk(layer, alpha_qk, beta_qk, generator)
+            _init_qk(layer, alpha_qk, beta_qk, generator, solver)
         if vo:
-            _init_vo(layer, alpha_vo, beta_vo, generator)
+            _init_vo(layer, alpha_vo, beta_vo, generator, solver)
     return len(layers) if (qk or vo) else 0
 
 
