@@ -219,3 +219,10 @@ def test_an_unwritable_log_file_is_a_warning_not_a_crash(tmp_path, capsys):
     handler = RunLogHandler(str(tmp_path / "no" / "such" / "dir" / "train.log"))
     handler.emit(logging.LogRecord("mimetic", logging.INFO, __file__, 1, "hello", None, None))
     assert "cannot write the log file" in capsys.readouterr().err
+
+
+def test_an_uncreatable_run_dir_is_one_message(tmp_path, monkeypatch, capsys, folder_root):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    code, out = main_in_process(monkeypatch, capsys, *folder(folder_root, f"hydra.run.dir={blocker / 'run'}"))
+    assert code == 2 and "cannot create the run directory" in out and "Traceback" not in out

@@ -181,6 +181,27 @@ class SweepReport(Callback):
         sys.exit(1)
 
 
+class RunDirCheck(Callback):
+    """Before Hydra creates the run (or sweep) directory: one message if it cannot be created."""
+
+    @staticmethod
+    def _check(path: str, key: str) -> None:
+        if Path(path).name.startswith(PLACEHOLDER_PREFIX):
+            return  # an invalid config: the run reports the real problem
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            print(f"error: cannot create the run directory {path} ({err.strerror}). Point {key} (or "
+                  "paths.runs_dir) at a writable place.", file=sys.stderr)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(str(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
 class RunLogHandler(logging.FileHandler):
     """Hydra's per-job log file (``train.log``), but an unwritable run directory is not a crash.
 
