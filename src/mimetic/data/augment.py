@@ -102,23 +102,38 @@ def randaugment_space(image_size: int) -> dict[str, tuple[torch.Tensor, bool, Ca
     }
 
 
-def randaugment(x: torch.Tensor, num_ops: int, magnitude: int, g: torch.Generator) -> torch.Tensor:
+def randaugment(
+    x: torch.Tensor, num_ops: int, magnitude: int, g: torch.Generator, *, sync_free: bool | None = None
+) -> torch.Tensor:
     """RandAugment on a uint8 batch: each sample applies ``num_ops`` ops drawn uniformly.
 
-    Samples that drew the same (op, sign) are transformed together, so a batch costs at
-    most ``num_ops * 27`` batched calls instead of one call per image.
+    Two paths give the same images from the same draws:
+
+    * grouped (the default on the CPU): samples that drew the same (op, sign) are transformed
+      together, so a batch costs at most ``num_ops * 27`` batched calls on subsets of the batch;
+      selecting a subset (``mask.any()``, ``x[mask]``) makes the host wait for the device, which
+      costs nothing on the CPU;
+    * sync-free (the default on an accelerator, ``sync_free=True`` anywhere): every op runs on the
+      whole batch and ``torch.where`` keeps each sample's own result; geometric ops are gathers
+      through index maps computed once per (image size, magnitude, device) and cached there. No
+      step of it reads a value back to the host or copies host data to the device after warm-up.
     """
     if num_ops <= 0:
         return x
+    sync_free = x.device.type != "cpu" if sync_free is None else sync_free
     space = randaugment_space(x.shape[-1])
     ops = list(space.values())
+    magnitudes_now = _magnitudes(x.shape[-1], magnitude)
     x = x.clone()
     b = x.shape[0]
     for _ in range(num_ops):
         chosen = torch.randint(0, len(ops), (b,), generator=g, device=x.device)
         negate = torch.randint(0, 2, (b,), generator=g, device=x.device).bool()
-        for index, (magnitudes, signed, op) in enumerate(ops):
-            m = float(magnitudes[magnitude])
+        if sync_free:
+            x = _apply_all(x, chosen, negate, magnitude)
+            continue
+        for index, (_, signed, op) in enumerate(ops):
+            m = magnitudes_now[index]
             for sign in ((False, True) if signed else (None,)):
                 mask = chosen == index
                 if sign is not None:
@@ -129,21 +144,123 @@ def randaugment(x: torch.Tensor, num_ops: int, magnitude: int, g: torch.Generato
     return x
 
 
-class TrainTransform:
-    """uint8 batch -> augmented, normalised float batch (what the model trains on)."""
+#: The geometric ops, done in the sync-free path as gathers through cached index maps.
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
-    def __init__(self, cfg: Any, mean: torch.Tensor, std: torch.Tensor):
+
+@functools.lru_cache(maxsize=32)
+def _magnitudes(image_size: int, magnitude: int) -> tuple[float, ...]:
+    return tuple(float(m[magnitude]) for m, _, _ in randaugment_space(image_size).values())
+
+
+@functools.lru_cache(maxsize=32)
+def _index_maps(image_size: int, magnitude: int, device: torch.device) -> dict[tuple[str, bool], torch.Tensor]:
+    """(op, negated) -> for each output pixel, 1 + the flat index of the source pixel it takes (0: filled with 0).
+
+    Found by pushing an image of pixel numbers through torchvision's own op (nearest
+    interpolation copies values exactly), so the gather reproduces the op bit for bit.
+    """
+    space = randaugment_space(image_size)
+    numbers = (torch.arange(image_size * image_size, dtype=torch.float32) + 1).view(1, 1, image_size, image_size)
+    maps = {}
+    for name in GEOMETRIC:
+        magnitudes, _, op = space[name]
+        m = float(magnitudes[magnitude])
+        for negated in (False, True):
+            maps[name, negated] = op(numbers, -m if negated else m).round().long().flatten().to(device)
+    return maps
+
+
+def _geometric(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    flat = torch.cat((x.new_zeros(b, c, 1), x.reshape(b, c, h * w)), dim=2)
+    return flat[:, :, index].view(b, c, h, w)
+
+
+@functools.lru_cache(maxsize=8)
+def _sharpness_kernel(device: torch.device) -> torch.Tensor:
+    a, b = 1.0 / 13.0, 5.0 / 13.0  # torchvision's adjust_sharpness kernel, built once per device
+    return torch.tensor([[a, a, a], [a, b, a], [a, a, a]], dtype=torch.float32, device=device)
+
+
+def _sharpness(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_sharpness`` on uint8, step for step, with its kernel cached on the device."""
+    c = image.shape[-3]
+    output = image.to(dtype=torch.float32, copy=True)
+    blurred = torch.nn.functional.conv2d(output, _sharpness_kernel(image.device).expand(c, 1, 3, 3), groups=c)
+    blurred = blurred.round_()
+    view = output[..., 1:-1, 1:-1]
+    view.add_(blurred.sub_(view), alpha=(1.0 - factor))
+    return output.clamp_(0, 255).to(image.dtype)
+
+
+def _autocontrast(image: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``autocontrast`` on uint8, step for step, with ``masked_fill`` for its boolean index_put."""
+    float_image = image.to(torch.float32)
+    minimum = float_image.amin(dim=(-2, -1), keepdim=True)
+    maximum = float_image.amax(dim=(-2, -1), keepdim=True)
+    flat = maximum == minimum
+    inv_scale = maximum.sub_(minimum).mul_(1.0 / 255)
+    minimum = minimum.masked_fill(flat, 0.0)
+    inv_scale = inv_scale.masked_fill(flat, 1.0)
+    return float_image.sub_(minimum).div_(inv_scale).clamp_(0, 255).to(image.dtype)
+
+
+#: Ops whose torchvision kernel reads host data or indexes with a mask: replaced in the sync-free path.
+_SYNC_FREE_OPS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "Sharpness": lambda img, m: _sharpness(img, 1.0 + m),
+    "AutoContrast": lambda img, m: _autocontrast(img),
+}
+
+
+def _apply_all(x: torch.Tensor, chosen: torch.Tensor, negate: torch.Tensor, magnitude: int) -> torch.Tensor:
+    """One RandAugment round without host syncs: every op on the whole batch, each sample keeps its own."""
+    space = randaugment_space(x.shape[-1])
+    magnitudes_now = _magnitudes(x.shape[-1], magnitude)
+    maps = _index_maps(x.shape[-1], magnitude, x.device)
+    out = x
+    for index, (name, (_, signed, op)) in enumerate(space.items()):
+        if name == "Identity":
+            continue
+        m = magnitudes_now[index]
+        for sign in ((False, True) if signed else (None,)):
+            mask = chosen == index
+            if sign is not None:
+                mask = mask & (negate == sign)
+            if name in GEOMETRIC:
+                done = _geometric(x, maps[name, bool(sign)])
+            else:
+                done = _SYNC_FREE_OPS.get(name, op)(x, -m if sign else m)
+            out = torch.where(mask[:, None, None, None], done, out)
+    return out
+
+
+class TrainTransform:
+    """uint8 batch -> augmented, normalised float batch (what the model trains on).
+
+    ``sync_free`` (None: on an accelerator only) picks RandAugment's path (see :func:`randaugment`);
+    both give the same images. The normalisation statistics are moved to the batch's device once.
+    """
+
+    def __init__(self, cfg: Any, mean: torch.Tensor, std: torch.Tensor, *, sync_free: bool | None = None):
         self.cfg = cfg
         self.mean = mean.view(1, -1, 1, 1)
         self.std = std.view(1, -1, 1, 1)
+        self.sync_free = sync_free
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _stats_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._stats:
+            self._stats[device] = (self.mean.to(device), self.std.to(device))
+        return self._stats[device]
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         cfg = self.cfg
         x = random_crop(x, cfg.crop_padding, g)
         if cfg.flip:
             x = random_flip(x, g)
-        x = randaugment(x, cfg.randaug_ops, cfg.randaug_magnitude, g)
-        x = normalize(x, self.mean.to(x.device), self.std.to(x.device))
+        x = randaugment(x, cfg.randaug_ops, cfg.randaug_magnitude, g, sync_free=self.sync_free)
+        x = normalize(x, *self._stats_on(x.device))
         return cutout_(x, cfg.cutout, g)
 
 
