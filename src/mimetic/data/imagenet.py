@@ -96,7 +96,6 @@ class ImageNet(Option):
 
 def list_images(split_dir: Path, root: Path) -> list[str]:
     """Image paths under ``split_dir`` relative to ``root`` (timm's extensions), without a stat per file."""
-    from timm.data.readers.class_map import IMG_EXTENSIONS  # noqa: F401  (import check)
     from timm.data.readers.reader_image_folder import get_img_extensions
 
     if not split_dir.is_dir():
@@ -163,22 +162,22 @@ class SeededSamples(torch.utils.data.Dataset):
 def _worker_init(worker_id: int) -> None:
     """Workers leave stop signals to the training process.
 
-    SLURM (preemption, ``scancel``, the time limit) and a terminal send SIGTERM / SIGINT /
+    SLURM (preemption, ``scancel``, the time limit) and a terminal send SIGTERM / SIGINT / SIGUSR2 /
     SIGUSR1 to every process of the job, workers included. A worker killed by SIGTERM
     would make the training process's next batch fail before it reaches the step
-    boundary where it checkpoints; so workers ignore these signals, and they end when
-    the loader shuts them down or, if the training process dies, by torch's own watchdog
-    (a worker exits within seconds of its parent).
+    boundary where it checkpoints; so workers ignore these signals. They end when the
+    epoch's iterator shuts them down (always, see ``StreamingLoader.epoch``) or, if the
+    training process dies (``kill -9``), by torch's own watchdog within seconds.
     """
     import signal
 
-    for name in ("SIGTERM", "SIGINT", "SIGUSR1"):
+    for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 class _Batches:
-    """A batch sampler whose batches are set before each epoch (the workers can then persist)."""
+    """A batch sampler whose batches are set before each epoch."""
 
     def __init__(self) -> None:
         self.batches: list[list] = []
@@ -222,7 +221,7 @@ class StreamingLoader:
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self.sampler, num_workers=workers,
             collate_fn=loader_args["collate_fn"], pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+            prefetch_factor=4 if workers > 0 else None)
 
     def __len__(self) -> int:
         full = math.ceil(len(self.dataset) / self.batch_size)
@@ -253,12 +252,19 @@ class StreamingLoader:
             mine = index.tensor_split(self.world_size)[self.rank] if self.world_size > 1 else index
             batches.append([(int(i), int(seeds[i])) for i in mine])
         self.sampler.batches = [b for b in batches if b]
+        iterator = iter(self.loader)
         try:
-            for images, labels in self.loader:
+            for images, labels in iterator:
                 x = images.to(self.device, non_blocking=True)
                 yield normalize(x, self.mean, self.std), labels.to(self.device, non_blocking=True)
         except DatasetError as err:
             raise DatasetError(_short(err)) from None
+        finally:
+            # An epoch left early (a stop signal, an error) shuts its workers down now, by the loader's own
+            # sentinel: they ignore SIGTERM (see _worker_init), so nothing else may be left to end them.
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
 
 # ----------------------------------------------------------------------------- builder
