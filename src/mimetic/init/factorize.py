@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 
 
@@ -180,17 +181,24 @@ def _canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
     return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
-def _top_eigenvectors(gram: torch.Tensor, r: int) -> torch.Tensor:
-    """The eigenvectors of the r largest eigenvalues of symmetric ``gram`` (b x n x n), largest first: (b, n, r)."""
-    n = gram.shape[-1]
-    if gram.device.type == "cpu" and r < n:
+def _top_eigenvectors(targets: torch.Tensor, r: int, side: str) -> torch.Tensor:
+    """Eigenvectors of the r largest eigenvalues of the Gram matrices of ``targets``, largest first.
+
+    ``side="right"``: of T^T T, shape (b, n, r); ``side="left"``: of T T^T, shape (b, m, r). On the CPU,
+    numpy's matmul and LAPACK's dsyevr (only the wanted eigenpairs); elsewhere batched ``torch.linalg.eigh``.
+    """
+    if targets.device.type == "cpu":
         import scipy.linalg
 
-        out = torch.empty(gram.shape[0], n, r, dtype=gram.dtype)
-        for i, g in enumerate(gram.numpy()):
-            _, v = scipy.linalg.eigh(g, subset_by_index=[n - r, n - 1], driver="evr", check_finite=False)
-            out[i] = torch.from_numpy(v[:, ::-1].copy())
-        return out
+        blocks = []
+        for t in targets.numpy():
+            gram = t.T @ t if side == "right" else t @ t.T
+            n = gram.shape[0]
+            subset = [n - r, n - 1] if r < n else None
+            _, v = scipy.linalg.eigh(gram, subset_by_index=subset, driver="evr", check_finite=False, overwrite_a=True)
+            blocks.append(torch.from_numpy(np.ascontiguousarray(v[:, ::-1])))
+        return torch.stack(blocks)
+    gram = targets.transpose(-1, -2) @ targets if side == "right" else targets @ targets.transpose(-1, -2)
     _, v = torch.linalg.eigh(gram)
     return v[..., -r:].flip(-1)
 
@@ -218,9 +226,9 @@ def _split_from_left(targets: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tens
 def _factors_eigh(targets: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     m, n = targets.shape[-2:]
     if n <= m:
-        v = _canonical_signs(_top_eigenvectors(targets.transpose(-1, -2) @ targets, r))
+        v = _canonical_signs(_top_eigenvectors(targets, r, "right"))
         return _split_from_right(targets, v)
-    u = _top_eigenvectors(targets @ targets.transpose(-1, -2), r)
+    u = _top_eigenvectors(targets, r, "left")
     # Canonical sign on the right vectors V^T = S^-1 U^T T, as in the n <= m case.
     left, right = _split_from_left(targets, u)
     sign = torch.sign(torch.gather(right, -1, right.abs().argmax(dim=-1, keepdim=True)))

@@ -1,0 +1,206 @@
+"""Where users wait, measured in one run: ratios with repeats and their spread.
+
+    nice -n 5 python scripts/benchmark.py                                  # init (d = 384, 768) + augmentation
+    python scripts/benchmark.py --parts init --dims 384 768 1536 2048 --solvers eigh randomized
+    python scripts/benchmark.py --parts aug --batch 256 --repeats 5
+
+Parts:
+
+* ``init`` -- seconds per attention layer (timm ``Attention``, head dim 64 unless ``--heads``) for timm's
+  default ViT init of the same layer (trunc-normal 0.02 on qkv/proj, zero biases) and for mimetic init with
+  each solver of :mod:`mimetic.init.factorize` (``svd`` = the float64 CPU reference, ``eigh`` = exact and
+  fast, ``randomized`` = approximate). Each figure is the median of ``--repeats`` runs with [min, max];
+  ratios are of medians taken in this one process. A cost model ``t = c * heads * d^3`` is fitted per
+  solver on the measured widths and extrapolated up to d = 4096 (marked ``~``).
+* ``aug`` -- images/s of the project's batched per-sample augmentation (``aug=randaug_cutout`` and
+  ``aug=basic``) against torchvision's per-image ``v2`` pipeline with the same ops and magnitudes
+  (RandomCrop(pad 4) + flip + RandAugment(2, 9) + normalise + Cutout 16), and of the project's sync-free
+  (accelerator) path forced on this device.
+
+Timings on a machine shared with other jobs are noisy: the spread says how noisy. Nothing in the test
+suite depends on a time; this script is where speed targets are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
+
+import torch
+from torch import nn
+
+#: head dim 64 gives ViT-Tiny/Small/Base-like head counts: d=384 -> 6, 768 -> 12, 2048 -> 32.
+HEAD_DIM = 64
+
+
+def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def spread(times: list[float]) -> str:
+    return f"{statistics.median(times):8.3f} s [{min(times):.3f}, {max(times):.3f}]"
+
+
+# --------------------------------------------------------------------------- init
+class OneLayer(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        from timm.models.vision_transformer import Attention
+
+        self.attn = Attention(dim, num_heads=heads, qkv_bias=True)
+
+
+def timm_default_init(model: nn.Module) -> None:
+    from timm.layers import trunc_normal_
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def bench_init(args, device: torch.device) -> None:
+    from mimetic.init import mimetic_attention_
+    from mimetic.init.factorize import factor_solver
+
+    print(f"\n## init: seconds per attention layer on {device} (median [min, max] of {args.repeats})")
+    header = f"{'d':>5} {'heads':>5}  {'timm default':>28}"
+    for s in args.solvers:
+        header += f"  {'mimetic ' + s:>28}"
+    print(header + "   ratios (medians)")
+    measured: dict[str, list[tuple[int, int, float]]] = {s: [] for s in args.solvers}
+    for d in args.dims:
+        heads = args.heads or max(1, d // HEAD_DIM)
+        model = OneLayer(d, heads).to(device)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        base = timed(partial(timm_default_init, model), args.repeats, sync)
+        row = f"{d:5d} {heads:5d}  {spread(base):>28}"
+        ratios = []
+        for solver in args.solvers:
+            gen = torch.Generator().manual_seed(0)
+            with factor_solver(solver):
+                t = timed(partial(mimetic_attention_, model, generator=gen), args.repeats, sync)
+            measured[solver].append((d, heads, statistics.median(t)))
+            row += f"  {spread(t):>28}"
+            ratios.append(f"{solver}/timm x{statistics.median(t) / statistics.median(base):.0f}")
+        if "svd" in args.solvers:
+            ref = measured["svd"][-1][2]
+            ratios += [f"svd/{s} x{ref / measured[s][-1][2]:.1f}" for s in args.solvers if s != "svd"]
+        print(row + "   " + ", ".join(ratios), flush=True)
+
+    print("\n### cost model t = c * heads * d^3 (c fitted on the measured widths; ~ = extrapolated)")
+    widths = sorted({*args.dims, 384, 768, 1024, 1536, 2048, 4096})
+    print(f"{'d':>5} {'heads':>5}  " + "  ".join(f"{s:>12}" for s in args.solvers))
+    fitted = {}
+    for s, points in measured.items():
+        fitted[s] = statistics.median(t / (h * d**3) for d, h, t in points)
+    for d in widths:
+        heads = args.heads or max(1, d // HEAD_DIM)
+        cells = []
+        for s in args.solvers:
+            got = [t for dd, _, t in measured[s] if dd == d]
+            cells.append(f"{got[0]:11.2f}s" if got else f"~{fitted[s] * heads * d**3:10.1f}s")
+        print(f"{d:5d} {heads:5d}  " + "  ".join(cells))
+
+
+# --------------------------------------------------------------------------- augmentation
+def torchvision_pipeline(mean: torch.Tensor, std: torch.Tensor, cutout: int):
+    from torchvision.transforms import v2
+
+    def cut(img: torch.Tensor) -> torch.Tensor:
+        _, h, w = img.shape
+        cy, cx = int(torch.randint(0, h, ())), int(torch.randint(0, w, ()))
+        img[:, max(cy - cutout // 2, 0):max(cy - cutout // 2 + cutout, 0),
+            max(cx - cutout // 2, 0):max(cx - cutout // 2 + cutout, 0)] = 0
+        return img
+
+    return v2.Compose([
+        v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), v2.RandAugment(2, 9),
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean.tolist(), std.tolist()), v2.Lambda(cut),
+    ])
+
+
+def bench_aug(args, device: torch.device) -> None:
+    from mimetic.data.augment import AUGS, TrainTransform
+
+    b = args.batch
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (b, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    mean, std = torch.tensor([0.49, 0.48, 0.45]), torch.tensor([0.25, 0.24, 0.26])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"\n## augmentation: images/s, batch {b} of 3x32x32 uint8 (median [min, max] of {args.repeats})")
+    tv = torchvision_pipeline(mean, std, 16)
+    torch.manual_seed(0)
+    rows = [("torchvision v2 per image (CPU)", timed(lambda: torch.stack([tv(img) for img in x]), args.repeats))]
+    xd = x.to(device)
+    for name in ("randaug_cutout", "basic"):
+        t = TrainTransform(AUGS.default_options(name), mean, std)
+        g = torch.Generator(device=device).manual_seed(0)
+        t(xd, g)  # warm-up (caches)
+        rows.append((f"project aug={name} ({device.type})", timed(partial(t, xd, g), args.repeats, sync)))
+        if name == "randaug_cutout":
+            t_free = TrainTransform(AUGS.default_options(name), mean, std, sync_free=True)
+            t_free(xd, g)
+            rows.append((f"project aug={name}, sync-free path ({device.type})",
+                         timed(partial(t_free, xd, g), args.repeats, sync)))
+    base = statistics.median(rows[0][1])
+    for label, times in rows:
+        speeds = sorted(b / t for t in times)
+        print(f"{label:48s} {b / statistics.median(times):9.0f} img/s [{speeds[0]:.0f}, {speeds[-1]:.0f}]"
+              f"   x{base / statistics.median(times):.1f} vs torchvision")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["init", "aug"], choices=["init", "aug"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
+    parser.add_argument("--heads", type=int, default=None, help=f"heads per layer (default d / {HEAD_DIM})")
+    parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "randomized"])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and BLAS/LAPACK (1 gives steadier figures on a shared machine)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        import scipy.linalg  # noqa: F401  (load its BLAS first, so that the limit below reaches it)
+        import threadpoolctl
+
+        torch.set_num_threads(args.threads)
+        threadpoolctl.threadpool_limits(args.threads)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"# benchmark {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {device} ({name}), torch {torch.__version__},"
+          f" {torch.get_num_threads()} threads, load average {', '.join(f'{v:.1f}' for v in _load())}")
+    if "init" in args.parts:
+        bench_init(args, device)
+    if "aug" in args.parts:
+        bench_aug(args, device)
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in _load())}")
+
+
+def _load() -> tuple[float, ...]:
+    try:
+        import os
+
+        return os.getloadavg()
+    except OSError:
+        return (math.nan,)
+
+
+if __name__ == "__main__":
+    main()
