@@ -139,8 +139,11 @@ def main(cfg: DictConfig) -> dict | JobFailed | None:
         _remove_if_it_holds_nothing(output_dir)
         sys.exit(2)
     except StopRequested as stop:
+        from mimetic.train.requeue import requeue_if_asked
+
         log.warning("%s", stop)
         print(str(stop), file=sys.stderr)
+        requeue_if_asked(stop.signal_name)  # SLURM launchers set MIMETIC_REQUEUE=1: checkpoint first, then requeue
         sys.exit(stop.exit_code)
 
 

@@ -149,7 +149,7 @@ class SeededSamples(torch.utils.data.Dataset):
             with torch.random.fork_rng(devices=[]):
                 random.seed(seed)
                 torch.manual_seed(seed)
-                return self.dataset[index]
+                return self._sample(index)
         except DatasetError:
             raise
         except Exception as err:
@@ -157,6 +157,18 @@ class SeededSamples(torch.utils.data.Dataset):
             raise DatasetError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
         finally:
             random.setstate(py_state)
+
+    def _sample(self, index: int):
+        """timm's ``ImageDataset.__getitem__`` without its retry: it would silently hand over the *next*
+        image when a file cannot be opened; here a broken file stops the run, named."""
+        from PIL import Image
+
+        source, target = self.dataset.reader[index]
+        with source if hasattr(source, "read") else open(source, "rb") as f:
+            img = Image.open(f)
+            img.load()
+        image = self.dataset.transform(img) if self.dataset.transform is not None else img
+        return image, -1 if target is None else target
 
 
 def _worker_init(worker_id: int) -> None:

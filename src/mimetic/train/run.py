@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,13 +30,14 @@ from mimetic.train.optim import build_optimizer, build_scheduler
 from mimetic.train.rundir import ENVIRONMENT, GIT_DIFF, INIT_DIAGNOSTICS, SUMMARY, RunDir
 from mimetic.train.runlock import RunLock
 from mimetic.train.seeding import derive_seed, generator
-from mimetic.train.signals import GracefulStop
+from mimetic.train.signals import DEFAULT_SIGNALS, GracefulStop
 from mimetic.train.tasks import Task, build_task
 from mimetic.train.tracking import WandbMirror
 
 log = logging.getLogger("mimetic")
 
 SMOKE_BATCH = 8
+STOP_SIGNALS = (*DEFAULT_SIGNALS, *((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ()))
 
 
 @dataclass
@@ -174,7 +176,8 @@ def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device
             log.info("run already finished: %s (delete %s to train it again)", rundir.path, rundir.file("DONE"))
             return rundir.read_summary() or {}
         # From here on a stop signal is honoured at the next step boundary (data loading included).
-        with GracefulStop(log=log) as stop:
+        # SIGUSR2 too: submitit's time-limit warning (--signal=USR2@...), see train/requeue.py.
+        with GracefulStop(signals=STOP_SIGNALS, log=log) as stop:
             return _train(cfg, rundir, identity, dist_env, device, lock, stop)
     except MimeticError as err:
         rundir.mark_failed(str(err))  # we own the directory: say why it stopped (sweep_status reads it)
