@@ -1,0 +1,80 @@
+"""Paired comparisons of the depthwise-init proxy arms that make_tables.py does not draw: every init
+against default at every epoch, and frozen against trained filters (paired by seed).
+
+    python scripts/conv_compare.py --runs runs/conv >> results/conv_proxy.md
+
+Reads finished runs (DONE) of ``--trained`` and ``--frozen`` experiments; prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics as st
+from pathlib import Path
+
+import yaml
+
+
+def load(runs: list[Path]) -> dict[tuple[str, str, int], list[dict]]:
+    out = {}
+    for root in runs:
+        for d in sorted(root.iterdir()):
+            if not (d / "DONE").exists():
+                continue
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+            metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+            out[(cfg["experiment"], cfg["init"]["name"], cfg["seed"])] = metrics
+    return out
+
+
+def fmt(xs: list[float], signed: bool = False) -> str:
+    mean = f"{st.mean(xs):+.2f}" if signed else f"{st.mean(xs):.2f}"
+    return mean + (f" ± {st.stdev(xs):.2f}" if len(xs) > 1 else "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", type=Path, default=[Path("runs/conv")])
+    p.add_argument("--trained", default="proxy_conv_cifar_slice")
+    p.add_argument("--frozen", default="proxy_conv_cifar_slice_frozen")
+    p.add_argument("--metric", default="test_acc")
+    args = p.parse_args(argv)
+    runs, m = load(args.runs), args.metric
+    inits = sorted({i for (_, i, _) in runs})
+    name = {args.trained: "trained", args.frozen: "frozen"}
+    print("## Per-epoch paired gaps and frozen vs trained (scripts/conv_compare.py)\n")
+    for exp in (args.trained, args.frozen):
+        for init in [i for i in inits if i != "default"]:
+            seeds = sorted(s for (e, i, s) in runs if e == exp and i == init and (exp, "default", s) in runs)
+            if not seeds:
+                continue
+            print(f"{init} − default, filters {name[exp]} ({exp}), {m} (pp), paired over seeds "
+                  f"{','.join(map(str, seeds))}:\n")
+            print("| epoch | default | " + init + " | paired gap | seeds ahead |\n|---|---|---|---|---|")
+            for k in range(len(runs[(exp, "default", seeds[0])])):
+                a = [runs[(exp, init, s)][k][m] for s in seeds]
+                b = [runs[(exp, "default", s)][k][m] for s in seeds]
+                gaps = [x - y for x, y in zip(a, b)]
+                print(f"| {runs[(exp, init, seeds[0])][k]['epoch']} | {fmt(b)} | {fmt(a)} | {fmt(gaps, True)} | "
+                      f"{sum(g > 0 for g in gaps)}/{len(gaps)} |")
+            print()
+    print(f"Frozen vs trained filters, final {m} (pp), paired by seed:\n")
+    print("| comparison | pairs | gap | seeds ahead |\n|---|---|---|---|")
+    pairs = [((args.frozen, i), (args.frozen, "default")) for i in inits if i != "default"]
+    pairs += [((args.frozen, i), (args.trained, "default")) for i in inits]
+    pairs += [((args.frozen, i), (args.trained, i)) for i in inits if i != "default"]
+    pairs += [((args.trained, "dw_covariance_transfer"), (args.trained, "dw_covariance")),
+              ((args.frozen, "dw_covariance_transfer"), (args.frozen, "dw_covariance"))]
+    for (ea, ia), (eb, ib) in pairs:
+        seeds = sorted(s for (e, i, s) in runs if e == ea and i == ia and (eb, ib, s) in runs)
+        if not seeds:
+            continue
+        gaps = [runs[(ea, ia, s)][-1][m] - runs[(eb, ib, s)][-1][m] for s in seeds]
+        print(f"| {ia} {name[ea]} − {ib} {name[eb]} | {len(gaps)} | {fmt(gaps, True)} | "
+              f"{sum(g > 0 for g in gaps)}/{len(gaps)} |")
+    print()
+
+
+if __name__ == "__main__":
+    main()
