@@ -1,0 +1,138 @@
+"""Where each job of a sweep stands: done, running, resumable, failed (with its error) or missing.
+
+Give the sweep's overrides exactly as to ``train.py -m`` (comma lists expand as Hydra's
+basic sweeper does; the launcher's overrides such as hydra/launcher=... are ignored):
+
+    python scripts/sweep_status.py experiment=vit_tiny_tiny_imagenet seed=0,1,2 init=default,mimetic
+    python scripts/sweep_status.py --missing experiment=...      # only the overrides still to train
+    python scripts/sweep_status.py --json experiment=...
+
+Each job's run directory is ``<paths.runs_dir>/<run key>``, a function of its config and
+its data (what train.py itself computes), so the status is read without running anything:
+
+  done       DONE is there (a relaunch skips it)
+  running    a live process holds its LOCK (same host: the PID; other hosts: a fresh heartbeat)
+  resumable  a checkpoint and no live owner: a relaunch resumes it (preempted, killed, stopped)
+  failed     FAILED is there (its first line is shown); a relaunch retries it
+  started    the directory exists, no checkpoint yet (stopped before the first one)
+  missing    no directory: never started
+  invalid    the job's config does not compose or validate (the message is shown)
+
+Relaunching the same ``train.py -m`` command trains only what is not done: finished jobs are
+skipped, the others resume from their checkpoints. Exit status: 0 when every job is done, 1
+otherwise, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STATES = ("done", "running", "resumable", "failed", "started", "missing", "invalid")
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    """The jobs of a sweep: the cartesian product of every sweep override, in Hydra's order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    lists = []
+    for override in parsed:
+        if override.key_or_group.startswith("hydra/") or override.key_or_group.startswith("hydra."):
+            continue  # launcher / sweeper settings do not change a job's run directory
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            lists.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            lists.append([f"{key}={override.get_value_element_as_str()}"])
+    return [list(job) for job in itertools.product(*lists)]
+
+
+def job_status(overrides: list[str], config_dir: Path = REPO / "configs") -> dict:
+    """State, run directory and detail of one job."""
+    from hydra import compose, initialize_config_dir
+
+    from mimetic.cli import register_resolvers
+    from mimetic.errors import MimeticError
+    from mimetic.train.config import load_config, run_identity
+    from mimetic.train.rundir import CHECKPOINT, DONE, FAILED
+    from mimetic.train.runlock import RunLock
+
+    register_resolvers()
+    record = {"overrides": overrides, "run_dir": "", "state": "invalid", "detail": ""}
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = load_config(compose(config_name="train", overrides=overrides))
+        run_dir = Path(cfg.paths.runs_dir).expanduser() / run_identity(cfg).run_key
+    except (MimeticError, Exception) as err:  # Hydra's own errors (unknown key, bad group) too
+        text = " ".join(line.strip() for line in str(err).strip().splitlines())
+        record["detail"] = text[:300] or type(err).__name__
+        return record
+    record["run_dir"] = str(run_dir)
+    owner = RunLock(run_dir).live_owner() if (run_dir / "LOCK").exists() else None
+    if (run_dir / DONE).exists():
+        record["state"] = "done"
+    elif owner is not None:
+        record["state"], record["detail"] = "running", owner.describe()
+    elif (run_dir / FAILED).exists():
+        lines = (run_dir / FAILED).read_text(errors="replace").strip().splitlines()
+        record["state"], record["detail"] = "failed", lines[0] if lines else ""
+    elif (run_dir / CHECKPOINT).exists():
+        record["state"] = "resumable"
+        record["detail"] = _progress(run_dir / CHECKPOINT)
+    elif run_dir.is_dir():
+        record["state"] = "started"
+    else:
+        record["state"] = "missing"
+    return record
+
+
+def _progress(path: Path) -> str:
+    import torch
+
+    try:
+        progress = torch.load(path, map_location="cpu", weights_only=True)["progress"]
+        return f"epoch {progress['epoch']} step {progress['global_step']}"
+    except Exception as err:  # a torn or foreign file: say so, the run will refuse it clearly
+        return f"checkpoint unreadable ({type(err).__name__})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="the sweep's overrides, as given to train.py -m")
+    parser.add_argument("--json", action="store_true", help="one JSON object per job")
+    parser.add_argument("--missing", action="store_true",
+                        help="print only the jobs not done (one line of overrides each)")
+    parser.add_argument("--config-dir", type=Path, default=REPO / "configs")
+    args = parser.parse_args(argv)
+    try:
+        jobs = expand(args.overrides)
+    except Exception as err:  # Hydra's parser errors
+        print(f"error: cannot parse the overrides: {err}", file=sys.stderr)
+        return 2
+    records = [job_status(job, args.config_dir) for job in jobs]
+    if args.json:
+        for record in records:
+            print(json.dumps(record))
+    elif args.missing:
+        for record in records:
+            if record["state"] != "done":
+                print(" ".join(record["overrides"]))
+    else:
+        width = max(len(s) for s in STATES)
+        for record in records:
+            where = record["run_dir"] or "-"
+            detail = f"  ({record['detail']})" if record["detail"] else ""
+            print(f"{record['state']:<{width}}  {where}  {' '.join(record['overrides'])}{detail}")
+        counts = {s: sum(r["state"] == s for r in records) for s in STATES}
+        print("  ".join(f"{s}: {n}" for s, n in counts.items() if n) + f"  (of {len(records)} jobs)")
+    return 0 if all(r["state"] == "done" for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO / "src"))
+    sys.exit(main())
