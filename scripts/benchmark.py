@@ -1,6 +1,7 @@
 """Where users wait, measured in one run: ratios with repeats and their spread.
 
-    nice -n 5 python scripts/benchmark.py                                  # init (d = 384, 768) + augmentation
+    nice -n 5 python scripts/benchmark.py --threads 1                      # init (d = 384, 768) + augmentation
+    python scripts/benchmark.py --parts step --repeats 3                  # project epoch vs bare loop
     python scripts/benchmark.py --parts init --dims 384 768 1536 2048 --solvers eigh randomized
     python scripts/benchmark.py --parts aug --batch 256 --repeats 5
 
@@ -12,6 +13,9 @@ Parts:
   fast, ``randomized`` = approximate). Each figure is the median of ``--repeats`` runs with [min, max];
   ratios are of medians taken in this one process. A cost model ``t = c * heads * d^3`` is fitted per
   solver on the measured widths and extrapolated up to d = 4096 (marked ``~``).
+* ``step`` -- training seconds of one epoch (the second: past the warm-up) of ``--step-experiment`` with
+  ``aug=basic`` run by the project (loader, on-the-fly augmentation, ``train_step``, its periodic checks)
+  against a bare forward/backward/step loop over the same batches augmented beforehand.
 * ``aug`` -- images/s of the project's batched per-sample augmentation (``aug=randaug_cutout`` and
   ``aug=basic``) against torchvision's per-image ``v2`` pipeline with the same ops and magnitudes
   (RandomCrop(pad 4) + flip + RandAugment(2, 9) + normalise + Cutout 16), and of the project's sync-free
@@ -164,15 +168,79 @@ def bench_aug(args, device: torch.device) -> None:
               f"   x{base / statistics.median(times):.1f} vs torchvision")
 
 
+# --------------------------------------------------------------------------- step
+def bench_step(args, device: torch.device) -> None:
+    """The project's epoch (loader + on-the-fly aug + train_step + its periodic checks) vs a bare loop."""
+    import tempfile
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from mimetic.data import DataRequest, build_data
+    from mimetic.models import build_model
+    from mimetic.train.config import load_config
+    from mimetic.train.engine import Precision
+    from mimetic.train.optim import build_optimizer
+    from mimetic.train.run import run
+    from mimetic.train.seeding import generator
+    from mimetic.train.tasks import build_task
+
+    overrides = [f"experiment={args.step_experiment}", "aug=basic", "trainer.epochs=2", "trainer.progress=false",
+                 "logger.mode=disabled", f"trainer.device={device.type}", "init=mimetic"]
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        composed = compose(config_name="train", overrides=overrides)
+    cfg = load_config(composed)
+    t = cfg.trainer
+    data = build_data(cfg.dataset, DataRequest(
+        image_size=cfg.model.input_size, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+        device=device, aug=cfg.aug, rank=0, world_size=1, max_eval_batches=None))
+    task = build_task(data.task, cfg)
+    precision = Precision.resolve(t.precision, device)
+    batches = list(data.train.epoch(generator(cfg.seed, "data", 1, device=device)))  # pre-augmented
+    units = sum(task.count(b) for b in batches)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def bare_epoch(model, optimizer):
+        model.train()
+        for batch in batches:
+            with precision.autocast():
+                loss, _ = task.training_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    print(f"\n## step: one epoch of {args.step_experiment} with aug=basic, {len(batches)} steps of "
+          f"{t.batch_size} on {device} (training time only; median [min, max] of {args.repeats})")
+    project, bare = [], []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            run(composed, run_dir=tmp)
+            lines = (Path(tmp) / "metrics.jsonl").read_text().splitlines()
+            second = [__import__("json").loads(line) for line in lines][1]  # epoch 2: past the warm-up
+            project.append(units / second[f"{task.unit}_per_s"])
+        torch.manual_seed(0)
+        model = build_model(cfg.model, data.spec).to(device)
+        optimizer = build_optimizer(model, cfg.optim)
+        bare_epoch(model, optimizer)  # warm-up epoch, as the project's first
+        bare += timed(partial(bare_epoch, model, optimizer), 1, sync)
+    ratio = statistics.median(project) / statistics.median(bare)
+    ratios = sorted(p / b for p, b in zip(project, bare))
+    print(f"{'project epoch (loader + aug + train_step)':44s} {spread(project)}")
+    print(f"{'bare loop over the same pre-augmented batches':44s} {spread(bare)}")
+    print(f"project / bare: x{ratio:.3f} (per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["init", "aug"], choices=["init", "aug"])
+    parser.add_argument("--parts", nargs="+", default=["init", "aug"], choices=["init", "aug", "step"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
     parser.add_argument("--heads", type=int, default=None, help=f"heads per layer (default d / {HEAD_DIM})")
     parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "randomized"])
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--step-experiment", default="proxy_digits", help="experiment config for the step part")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and BLAS/LAPACK (1 gives steadier figures on a shared machine)")
     args = parser.parse_args()
@@ -190,6 +258,8 @@ def main() -> None:
         bench_init(args, device)
     if "aug" in args.parts:
         bench_aug(args, device)
+    if "step" in args.parts:
+        bench_step(args, device)
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in _load())}")
 
 

@@ -219,21 +219,22 @@ def test_chunking_heads_does_not_change_the_weights(monkeypatch):
         assert torch.equal(value, b.state_dict()[key]), key
 
 
-def test_randomized_solver_distance_from_the_exact_construction():
+@pytest.mark.parametrize("d,max_distance", [(192, 0.3), (768, 0.8)])
+def test_randomized_solver_distance_from_the_exact_construction(d, max_distance):
     """The opt-in approximate solver: how far its products are from the exact best rank-k (stated in README).
 
-    At d = 192, 3 heads (ViT-Tiny's shape), measured: products ~15% (Frobenius, relative) from the exact
-    best rank-k approximation -- the spectrum of alpha Z + beta I is flat near the cut, so a slightly different
-    top-k subspace is nearly as good -- while the residual ||T - P|| exceeds the optimum by < 0.5% and the
-    product's mean diagonal (the statistic the method is about) is within 0.01 of the exact one."""
-    d, heads, k = 192, 3, 64
+    Measured (3 heads, k = 64): products ~15% (d = 192) and ~60% (d = 768) away from the exact best
+    rank-k approximation in relative Frobenius norm -- the spectrum of alpha Z + beta I is flat near the cut,
+    so a slightly different top-k subspace is nearly as good -- while the residual ||T - P|| exceeds the
+    optimum by < 0.5% and the product's mean diagonal (the statistic the method is about) is within 0.003."""
+    heads, k = 3, 64
     targets, _ = factorize.draw_targets(heads, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
     left, right = factor_batch(targets, k, solver="randomized")
     got = (left @ right).numpy()
     for t, p in zip(targets.numpy(), got):
         best = numpy_best_rank(t, k)
         assert np.linalg.matrix_rank(p, tol=1e-9) <= k
-        assert rel(p, best) < 0.3
+        assert rel(p, best) < max_distance
         excess = np.linalg.norm(t - p) / np.linalg.norm(t - best) - 1
         assert 0 <= excess < 0.01
-        assert abs(np.trace(p) / d - np.trace(best) / d) < 0.01
+        assert abs(np.trace(p) / d - np.trace(best) / d) < 0.005
