@@ -9,7 +9,7 @@ exits at once (mid-step: the work since the last checkpoint would be lost).
   with SIGTERM; ``sbatch --signal=USR1@180`` scripts send SIGUSR1. The trainer's
   :class:`~mimetic.train.signals.GracefulStop` catches all of these, finishes the step,
   writes the checkpoint (atomically: a second signal never tears it) and raises
-  ``StopRequested``.
+  ``StopRequested``. (A job preempted without a warning gets SIGTERM: it checkpoints too.)
 * ``cli.main`` then calls :func:`requeue_if_asked`: when the job asked for it
   (``MIMETIC_REQUEUE=1``, exported by the slurm launcher configs) and this is a SLURM job,
   global rank 0 runs ``scontrol requeue $SLURM_JOB_ID`` (array jobs:
@@ -18,8 +18,10 @@ exits at once (mid-step: the work since the last checkpoint would be lost).
   the config, so it finds the checkpoint and resumes exactly where the signal stopped it
   (mid-epoch included); a finished job is skipped (DONE).
 
-A SIGINT (Ctrl-C) never requeues. Where ``scontrol`` is missing or refuses (e.g. SLURM is
-already requeueing a preempted job itself), one warning is logged and the exit is the same.
+SIGTERM and SIGINT (``scancel``, preemption, Ctrl-C) checkpoint the same way but never
+requeue from here: ``scancel`` means stop, and a preempted job is requeued by SLURM itself
+(PreemptMode=REQUEUE); the warning signals are what a job asks for to be requeued. Where
+``scontrol`` is missing or refuses, one warning is logged and the exit is the same.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ import subprocess
 
 log = logging.getLogger("mimetic")
 
-REQUEUE_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+# The warnings a job asks for (--signal=USR1@... / submitit's USR2@...). Not SIGTERM: that is either
+# ``scancel`` (the user's stop: requeueing it would undo it) or preemption, where SLURM's own
+# PreemptMode=REQUEUE puts the job back in the queue (and the job still checkpoints first).
+REQUEUE_SIGNALS = ("SIGUSR1", "SIGUSR2")
 
 
 def slurm_job_id(environ=None) -> str | None:
