@@ -4,6 +4,8 @@ against default at every epoch, and frozen against trained filters (paired by se
     python scripts/conv_compare.py --runs runs/conv >> results/conv_proxy.md
 
 Reads finished runs (DONE) of ``--trained`` and ``--frozen`` experiments; prints markdown.
+Closed-form runs are told apart by their sigmas (``dw_covariance (sigma 0.25->1.0)``), so runs
+of several settings can be read together (``--runs runs/conv runs/conv_r2``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ def load(runs: list[Path]) -> dict[tuple[str, str, int], list[dict]]:
                 continue
             cfg = yaml.safe_load((d / "config.yaml").read_text())
             metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-            out[(cfg["experiment"], cfg["init"]["name"], cfg["seed"])] = metrics
+            init = cfg["init"]
+            label = init["name"]
+            if "sigma_first" in init:  # closed-form runs with other sigmas are other arms
+                label += f" (sigma {init['sigma_first']}->{init['sigma_last']})"
+            out[(cfg["experiment"], label, cfg["seed"])] = metrics
     return out
 
 
@@ -64,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     pairs = [((args.frozen, i), (args.frozen, "default")) for i in inits if i != "default"]
     pairs += [((args.frozen, i), (args.trained, "default")) for i in inits]
     pairs += [((args.frozen, i), (args.trained, i)) for i in inits if i != "default"]
-    pairs += [((args.trained, "dw_covariance_transfer"), (args.trained, "dw_covariance")),
-              ((args.frozen, "dw_covariance_transfer"), (args.frozen, "dw_covariance"))]
+    closed = [i for i in inits if i.startswith("dw_covariance (")]
+    pairs += [((e, "dw_covariance_transfer"), (e, c)) for e in (args.trained, args.frozen) for c in closed]
     for (ea, ia), (eb, ib) in pairs:
         seeds = sorted(s for (e, i, s) in runs if e == ea and i == ia and (eb, ib, s) in runs)
         if not seeds:
