@@ -16,11 +16,12 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 def fake_roots(tmp_path_factory, folder_root, cifar_root):
     from fake_data import write_cifar100, write_svhn
     from fake_imagenet import write_imagenet, write_tiny_imagenet
+    from fake_wikitext import write_wikitext
 
     base = tmp_path_factory.mktemp("datasets")
     return {"tiny_imagenet": write_tiny_imagenet(base / "tiny"), "imagenet": write_imagenet(base / "imagenet"),
             "image_folder": folder_root, "cifar10": cifar_root, "cifar100": write_cifar100(base / "c100"),
-            "svhn": write_svhn(base / "svhn"), "digits": None}
+            "svhn": write_svhn(base / "svhn"), "digits": None, "wikitext103": write_wikitext(base / "wikitext")}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -150,7 +150,7 @@ for _name, _help in (
     DATASETS.add(_name, ImageDataset, build_image_data, help=_help)
 
 
-from mimetic.data import imagenet, tiny_imagenet  # noqa: E402, F401  (register themselves in DATASETS)
+from mimetic.data import imagenet, tiny_imagenet, wikitext  # noqa: E402, F401  (register themselves in DATASETS)
 
 
 def build_data(options: Option, request: DataRequest) -> Data:

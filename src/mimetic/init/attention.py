@@ -6,6 +6,11 @@ For every attention layer, with ``d`` the model width and ``k`` the head dim:
   a fresh ``Z_i`` per head and per layer;
 * VO, per layer: ``W_v^T W_o^T = alpha_vo Z - beta_vo I``.
 
+The signs of the identity terms are the vision ones by default (``sign_qk=+1``, ``sign_vo=-1``:
+the ViT pattern the paper mimics). Pre-trained language models are reported to show a different
+sign pattern, so both are options (``init.sign_qk``, ``init.sign_vo``, each +1 or -1): the targets
+are ``alpha_qk Z + sign_qk beta_qk I`` and ``alpha_vo Z + sign_vo beta_vo I``.
+
 (``nn.Linear`` computes ``x W^T``, so these are the products the forward pass applies:
 logits ``x W_q^T W_k x'^T`` and value path ``x W_v^T W_o^T``.) Biases, and every other
 tensor of the model, are left as they are.
@@ -57,6 +62,12 @@ def coefficient_problems(values: Mapping[str, Any], prefix: str = "") -> list[st
     return out
 
 
+def sign_problems(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """One message per identity-term sign that is not +1 or -1."""
+    return [f"{prefix}{name} must be 1 or -1 (the sign of the identity term of its target), got {value!r}"
+            for name, value in values.items() if isinstance(value, bool) or value not in (1, -1)]
+
+
 @dataclass
 class _CoefficientOptions(Option):
     """Shared checks of the mimetic schemas: every ``alpha_*``/``beta_*`` field is a finite number >= 0."""
@@ -68,8 +79,11 @@ class _CoefficientOptions(Option):
     def coefficients(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith(("alpha_", "beta_"))}
 
+    def signs(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("sign_")}
+
     def problems(self, group: str) -> list[str]:
-        return coefficient_problems(self.coefficients(), prefix=f"{group}.")
+        return coefficient_problems(self.coefficients(), prefix=f"{group}.") + sign_problems(self.signs(), f"{group}.")
 
 
 @dataclass
@@ -80,6 +94,8 @@ class MimeticOptions(_CoefficientOptions):
     beta_qk: float = PAPER_COEFFICIENTS.beta_qk
     alpha_vo: float = PAPER_COEFFICIENTS.alpha_vo
     beta_vo: float = PAPER_COEFFICIENTS.beta_vo
+    sign_qk: int = 1  # QK target alpha_qk Z + sign_qk beta_qk I (vision: +1)
+    sign_vo: int = -1  # VO target alpha_vo Z + sign_vo beta_vo I (vision: -1)
 
 
 @dataclass
@@ -89,6 +105,7 @@ class MimeticQKOptions(_CoefficientOptions):
     vo: ClassVar[bool] = False
     alpha_qk: float = PAPER_COEFFICIENTS.alpha_qk
     beta_qk: float = PAPER_COEFFICIENTS.beta_qk
+    sign_qk: int = 1
 
 
 @dataclass
@@ -98,6 +115,7 @@ class MimeticVOOptions(_CoefficientOptions):
     qk: ClassVar[bool] = False
     alpha_vo: float = PAPER_COEFFICIENTS.alpha_vo
     beta_vo: float = PAPER_COEFFICIENTS.beta_vo
+    sign_vo: int = -1
 
 
 def attention_layers_or_raise(model: nn.Module) -> list[AttentionAdapter]:
@@ -142,8 +160,8 @@ def _init_vo(
     solver = "eigh" if solver == "randomized" else solver
     device = torch.device("cpu") if solver == "svd" else layer.v_weight().device
     m, n, inner = layer.value_dim, layer.out_dim, layer.attn_dim
-    targets, spares = factorize.draw_targets(
-        1, m, n, inner, alpha=alpha, beta=-beta, noise_dim=layer.query_dim, generator=generator, device=device
+    targets, spares = factorize.draw_targets(  # beta carries its sign (-beta_vo for the vision pattern)
+        1, m, n, inner, alpha=alpha, beta=beta, noise_dim=layer.query_dim, generator=generator, device=device
     )
     left, right = factorize.factor_batch(targets, inner, solver=solver, spares=spares)
     layer.v_weight().copy_(left[0].T)  # W_v^T = U S^1/2
@@ -160,8 +178,13 @@ def mimetic_attention_(
     qk: bool = True,
     vo: bool = True,
     generator: torch.Generator | None = None,
+    sign_qk: int = 1,
+    sign_vo: int = -1,
 ) -> int:
     """Mimetic-initialise, in place, every self-attention layer of ``model``.
+
+    ``sign_qk``/``sign_vo`` (each +1 or -1) are the signs of the identity terms: the targets are
+    ``alpha_qk Z + sign_qk beta_qk I`` and ``alpha_vo Z + sign_vo beta_vo I`` (defaults: the vision signs).
 
     Returns the number of layers initialised. Noise is drawn from ``generator`` (torch's
     global RNG if None), layer by layer in module order, the heads' QK noise before the
@@ -179,22 +202,24 @@ def mimetic_attention_(
     :mod:`mimetic.init.factorize` for their precision and cost.
     """
     problems = coefficient_problems(dict(alpha_qk=alpha_qk, beta_qk=beta_qk, alpha_vo=alpha_vo, beta_vo=beta_vo))
+    problems += sign_problems(dict(sign_qk=sign_qk, sign_vo=sign_vo))
     if problems:
         raise InitError("; ".join(problems))
     layers = attention_layers_or_raise(model)
     solver = factorize.current_solver()  # "svd" (the reference) unless factorize.factor_solver(...) is active
     for layer in layers:
         if qk:
-            _init_qk(layer, alpha_qk, beta_qk, generator, solver)
+            _init_qk(layer, alpha_qk, sign_qk * beta_qk, generator, solver)
         if vo:
-            _init_vo(layer, alpha_vo, beta_vo, generator, solver)
+            _init_vo(layer, alpha_vo, sign_vo * beta_vo, generator, solver)
     return len(layers) if (qk or vo) else 0
 
 
 def _mimetic(model: nn.Module, options: _CoefficientOptions, generator: torch.Generator | None) -> dict:
     coefficients = {k: float(v) for k, v in options.coefficients().items()}
-    layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients)
-    return {"init": options.name, "layers": layers, **coefficients}
+    signs = {k: int(v) for k, v in options.signs().items()}
+    layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients, **signs)
+    return {"init": options.name, "layers": layers, **coefficients, **signs}
 
 
 INITS.add("mimetic", MimeticOptions, _mimetic,

@@ -226,8 +226,8 @@ def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor
     if depthwise:
         report["depthwise"] = depthwise
     betas = {
-        "target_beta_qk": getattr(opts, "beta_qk", PAPER_COEFFICIENTS.beta_qk),
-        "target_beta_vo": getattr(opts, "beta_vo", PAPER_COEFFICIENTS.beta_vo),
+        "target_beta_qk": getattr(opts, "sign_qk", 1) * getattr(opts, "beta_qk", PAPER_COEFFICIENTS.beta_qk),
+        "target_beta_vo": -getattr(opts, "sign_vo", -1) * getattr(opts, "beta_vo", PAPER_COEFFICIENTS.beta_vo),
     }
     if getattr(type(opts), "touches_attention", True):
         report["attention"] = summarize_products(attention_products(model, **betas))

@@ -4,7 +4,7 @@ Importing this package registers every model with the project's registry (``MODE
 and with timm (``timm.create_model("mimetic_vit_tiny_patch2_32", num_classes=10)``).
 """
 
-from mimetic.models import convmixer, convnext, timm_any, vit, vit_variants  # noqa: F401  (registers the models)
+from mimetic.models import convmixer, convnext, gpt, timm_any, vit, vit_variants  # noqa: F401  (registers the models)
 from mimetic.models.base import MODELS, DataSpec, ModelOption
 from mimetic.models.freeze import freeze_
 from mimetic.models.pos_embed import sincos_2d_table, use_fixed_sincos_pos_embed_

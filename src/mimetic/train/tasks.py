@@ -83,3 +83,6 @@ def build_task(name: str, cfg: Any) -> Task:
     if name not in TASKS:
         raise ValueError(f"no task '{name}' (known: {', '.join(TASKS)})")
     return TASKS[name](cfg)
+
+
+from mimetic.train import lm_task  # noqa: E402, F401  (registers language_modeling)

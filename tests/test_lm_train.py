@@ -1,0 +1,75 @@
+"""Whole language-model runs, in process: metrics, perplexities, exact mid-epoch resume."""
+
+import json
+import math
+
+import pytest
+import torch
+from fake_wikitext import write_wikitext
+from helpers import composed, read_metrics, without_timing
+from test_train import _signal_after
+
+from mimetic.train.run import run
+from mimetic.train.signals import StopRequested
+
+LM = ["model=gpt_micro", "model.dim=32", "model.heads=2", "model.block_size=16", "dataset=wikitext103",
+      "dataset.seq_len=16", "dataset.vocab_size=300", "aug=none", "trainer.batch_size=8", "trainer.eval_batch_size=16",
+      "trainer.progress=false", "logger.mode=disabled", "trainer.label_smoothing=0", "sched.warmup_epochs=0"]
+
+
+@pytest.fixture(scope="module")
+def wiki_root(tmp_path_factory):
+    return write_wikitext(tmp_path_factory.mktemp("wikitext"))
+
+
+def lm_args(root, *more):
+    return [*LM, f"dataset.root={root}", *more]
+
+
+def test_two_steps_give_token_and_word_perplexities(tmp_path, wiki_root):
+    summary = run(composed(*lm_args(wiki_root, "trainer.max_steps=2", "trainer.eval_every=1", "init=mimetic")),
+                  run_dir=tmp_path)
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        for split in ("val", "test"):
+            assert r[f"{split}_ppl"] == pytest.approx(math.exp(r[f"{split}_loss"]))
+            assert r[f"{split}_word_ppl"] > r[f"{split}_ppl"]  # more tokens than words: same NLL, fewer units
+        assert r["train_ppl"] > 1 and r["tokens_per_s"] > 0 and r["lr"] > 0
+    assert summary["primary_metric"] == "test_ppl" and summary["higher_is_better"] is False
+    assert {"val_ppl", "test_ppl", "test_word_ppl", "val_word_ppl", "best_test_ppl", "best_val_ppl",
+            "mean_tokens_per_s"} <= set(summary)
+    assert summary["best_test_ppl"] == min(r["test_ppl"] for r in records)
+    diagnostics = json.loads((tmp_path / "init_diagnostics.json").read_text())
+    assert diagnostics["init"]["layers"] == 2 and diagnostics["attention"]["mean"]["vo_diag_mean"] < 0
+
+
+def test_word_perplexity_uses_the_same_log_likelihood(tmp_path, wiki_root):
+    from mimetic.data.wikitext import count_words, read_lines
+
+    run(composed(*lm_args(wiki_root, "trainer.max_steps=1")), run_dir=tmp_path)
+    r = read_metrics(tmp_path)[-1]
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(next((wiki_root / ".cache").glob("tokenizer-*.json"))))
+    lines = read_lines(wiki_root, "test")
+    tokens = sum(len(e.ids) for e in tokenizer.encode_batch(lines, add_special_tokens=False))
+    nll = r["test_loss"] * tokens
+    assert r["test_word_ppl"] == pytest.approx(math.exp(nll / count_words(lines)), rel=1e-9)
+
+
+@pytest.mark.parametrize("stop_after", [3, 9])
+def test_resume_mid_epoch_matches_an_uninterrupted_run(tmp_path, wiki_root, monkeypatch, stop_after):
+    args = lm_args(wiki_root, "trainer.max_steps=12", "trainer.eval_every=4", "init=mimetic", "model.dropout=0.1")
+    reference = run(composed(*args), run_dir=tmp_path / "reference")
+    with monkeypatch.context() as patch:
+        _signal_after(patch, stop_after)
+        with pytest.raises(StopRequested):
+            run(composed(*args), run_dir=tmp_path / "resumed")
+    resumed = run(composed(*args), run_dir=tmp_path / "resumed")
+    assert without_timing(read_metrics(tmp_path / "resumed")) == without_timing(read_metrics(tmp_path / "reference"))
+    assert {k: v for k, v in resumed.items() if "time" not in k and "per_s" not in k} == \
+        {k: v for k, v in reference.items() if "time" not in k and "per_s" not in k}
+    a = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
