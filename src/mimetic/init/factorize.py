@@ -160,10 +160,12 @@ def draw_targets(
     """``count`` targets ``alpha Z + beta I`` stacked (count x rows x cols, float64 on ``device``), and their spares.
 
     Draws in exactly the order the reference makes them: per target its Z, then its spare rows
-    (``spare_count`` x cols, raw N(0, 1)) if it has any. ``device`` (CPU if None) is where the
-    stack lives; the draws themselves happen on the generator's device.
+    (``spare_count`` x cols, raw N(0, 1)) if it has any. ``device`` (CPU if None; CPU for MPS,
+    which has no float64) is where the stack lives; the draws themselves happen on the generator's device.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
+    if device.type == "mps":  # no float64 there: the factorisation runs on the CPU, the weights stay where they are
+        device = torch.device("cpu")
     noise_dim = rows if noise_dim is None else noise_dim
     n_spare = spare_count(rows, cols, inner)
     source = _draw_device(generator)
