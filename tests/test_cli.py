@@ -179,7 +179,7 @@ SLOWER = ["model=vit_micro", "trainer.batch_size=8", "trainer.progress=false", "
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_checkpoints_says_one_thing_and_resumes(tmp_path, folder_root, sig, code):
-    args = [*SLOWER, "dataset=image_folder", f"dataset.root={folder_root}", "trainer.epochs=30",
+    args = [*SLOWER, "dataset=image_folder", f"dataset.root={folder_root}", "trainer.epochs=8",
             f"hydra.run.dir={tmp_path}"]
     proc = _start(args)
     _wait_for(lambda: (tmp_path / "metrics.jsonl").exists() and (tmp_path / "metrics.jsonl").read_text(), proc)
@@ -188,11 +188,11 @@ def test_a_stop_signal_checkpoints_says_one_thing_and_resumes(tmp_path, folder_r
     assert proc.returncode == code, err
     assert "Traceback" not in err and "the same command resumes" in err
     stopped_at = _progress(tmp_path)["global_step"]
-    assert 15 <= stopped_at < 450 and not (tmp_path / "DONE").exists()
-    again = cli(*args, "trainer.epochs=30")
+    assert 15 <= stopped_at < 120 and not (tmp_path / "DONE").exists()
+    again = cli(*args, timeout=900)
     assert again.returncode == 0 and (tmp_path / "DONE").exists(), again.stderr
     assert "resume at epoch" in again.stdout + again.stderr
-    assert [r["epoch"] for r in read_metrics(tmp_path)] == list(range(1, 31))
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == list(range(1, 9))
 
 
 @pytest.mark.slow

@@ -149,3 +149,14 @@ def test_transform_normalises_with_given_stats():
     out = TrainTransform(cfg, torch.full((3,), 128 / 255), torch.ones(3))(x, torch.Generator())
     assert torch.allclose(out, torch.zeros_like(out), atol=1e-6)
     assert np.isclose(float(out.std()), 0.0)
+
+
+def test_chunked_channel_statistics_match_the_exact_pass(monkeypatch):
+    import mimetic.data as data
+
+    images = torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    exact = data.channel_statistics(images)
+    monkeypatch.setattr(data, "EXACT_STATISTICS_MAX", 10)
+    chunked = data.channel_statistics(images)
+    for a, b in zip(exact, chunked):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
