@@ -107,6 +107,15 @@ def test_hydra_run_dir_is_the_run_key():
     assert run_dir == "/tmp/r/" + run_key(load_config(cfg))
 
 
+def test_a_sweep_with_a_relative_runs_dir_does_not_nest(monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    cfg = composed("paths.runs_dir=runs", "dataset=digits", hydra_node=True)
+    sweep = OmegaConf.to_container(cfg.hydra.sweep, resolve=True)
+    assert os.path.join(sweep["dir"], sweep["subdir"]) == str(tmp_path / "runs" / run_key(load_config(cfg)))
+
+
 def test_an_invalid_config_gets_a_placeholder_dir_outside_runs():
     cfg = composed("model.heads=5", "paths.runs_dir=/tmp/r", "dataset=digits", hydra_node=True)
     run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"]

@@ -39,7 +39,8 @@ def resolve_run_dir(root: DictConfig) -> str:
 
     try:
         cfg = load_config(root)
-        return str(Path(cfg.paths.runs_dir).expanduser() / run_identity(cfg).run_key)
+        # Absolute: Hydra joins the sweep dir with this, and a relative one would nest runs/runs/<key>.
+        return str((Path(cfg.paths.runs_dir).expanduser() / run_identity(cfg).run_key).absolute())
     except MimeticError:
         return _placeholder_dir()  # run() reports the real problem, with a clear message
 
