@@ -59,7 +59,7 @@ def test_problems_name_the_full_key(key, bad):
     problems = MimeticOptions(name="mimetic", **{key: bad}).problems("init")
     assert problems == [
         f"init.{key} must be a finite number >= 0, got {bad!r} "
-        "(the sign of each target is fixed by the method: +I for QK, -I for VO)"
+        "(the sign of each target is set by init.sign_qk / init.sign_vo: +I for QK, -I for VO by default)"
     ]
     with pytest.raises(InitError, match=f"init.{key} must be a finite number >= 0"):
         apply_init(make_vit(dim=32, heads=2, depth=1, img=16), {"name": "mimetic", key: bad})

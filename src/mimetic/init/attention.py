@@ -57,7 +57,7 @@ def coefficient_problems(values: Mapping[str, Any], prefix: str = "") -> list[st
         if not ok:
             out.append(
                 f"{prefix}{name} must be a finite number >= 0, got {value!r} "
-                "(the sign of each target is fixed by the method: +I for QK, -I for VO)"
+                "(the sign of each target is set by init.sign_qk / init.sign_vo: +I for QK, -I for VO by default)"
             )
     return out
 

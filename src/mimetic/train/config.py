@@ -82,7 +82,7 @@ CHOICES = {
 # in the key through its fingerprint, not its path.)
 NOT_IN_RUN_KEY = (
     "logger", "paths", "experiment", "dataset.root", "dataset.download", "dataset.verify_checksums",
-    "trainer.device", "trainer.progress", "trainer.eval_batch_size",
+    "dataset.cache_dir", "trainer.device", "trainer.progress", "trainer.eval_batch_size",
 )
 
 
