@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from mimetic.registry import Option, Registry
 
@@ -38,3 +40,19 @@ class DataSpec:
     in_chans: int = 3
     image_size: int | None = None
     vocab_size: int | None = None
+
+
+def timm_entry(option: ModelOption, builder: Callable[..., Any], pretrained: bool, kwargs: dict) -> Any:
+    """What each of the project's timm ``register_model`` functions does.
+
+    Refuses pretrained weights (there are none), lets keyword arguments override the
+    option's own fields (``depth=2``), and passes the rest to the builder.
+    """
+    if pretrained:
+        raise ValueError(f"mimetic's {option.name} has no pretrained weights; train one with train.py")
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "cache_dir"):
+        kwargs.pop(key, None)  # timm's create_model passes these to every entry point
+    ours = {f.name for f in fields(option)}
+    option = replace(option, **{k: kwargs.pop(k) for k in list(kwargs) if k in ours})
+    spec = DataSpec("classification", num_classes=kwargs.pop("num_classes", 1000), in_chans=kwargs.pop("in_chans", 3))
+    return builder(option, spec, **kwargs)

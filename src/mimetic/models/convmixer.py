@@ -17,13 +17,13 @@ not their biases) at their initial values through training and resume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from timm.models import register_model
 from timm.models.convmixer import ConvMixer
 
-from mimetic.models.base import MODELS, DataSpec, ModelOption
+from mimetic.models.base import MODELS, DataSpec, ModelOption, timm_entry
 
 CONVMIXER_DEPTHWISE = "blocks.*.0.fn.0.weight"
 
@@ -92,14 +92,7 @@ MODELS.add("convmixer_micro", ConvMixerMicro, build_convmixer,
 
 
 def _timm_entry(option: ConvMixerOption, pretrained: bool, kwargs: dict) -> ConvMixer:
-    if pretrained:
-        raise ValueError("mimetic's ConvMixer variants have no pretrained weights; train one with train.py")
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "cache_dir"):
-        kwargs.pop(key, None)
-    ours = {f.name for f in fields(option)}
-    option = replace(option, **{k: kwargs.pop(k) for k in list(kwargs) if k in ours})
-    spec = DataSpec("classification", num_classes=kwargs.pop("num_classes", 1000), in_chans=kwargs.pop("in_chans", 3))
-    return build_convmixer(option, spec, **kwargs)
+    return timm_entry(option, build_convmixer, pretrained, kwargs)
 
 
 @register_model

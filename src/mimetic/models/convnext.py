@@ -14,13 +14,13 @@ Also ``timm.create_model("mimetic_convnext_cifar_p1", num_classes=10)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from timm.models import register_model
 from timm.models.convnext import ConvNeXt
 
-from mimetic.models.base import MODELS, DataSpec, ModelOption
+from mimetic.models.base import MODELS, DataSpec, ModelOption, timm_entry
 
 CONVNEXT_DEPTHWISE = "stages.*.blocks.*.conv_dw.weight"
 
@@ -94,14 +94,7 @@ MODELS.add("convnext_micro", ConvNeXtMicro, build_convnext,
 
 
 def _timm_entry(option: ConvNeXtCifar, pretrained: bool, kwargs: dict) -> ConvNeXt:
-    if pretrained:
-        raise ValueError("mimetic's ConvNeXt variants have no pretrained weights; train one with train.py")
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "cache_dir"):
-        kwargs.pop(key, None)
-    ours = {f.name for f in fields(option)}
-    option = replace(option, **{k: kwargs.pop(k) for k in list(kwargs) if k in ours})
-    spec = DataSpec("classification", num_classes=kwargs.pop("num_classes", 1000), in_chans=kwargs.pop("in_chans", 3))
-    return build_convnext(option, spec, **kwargs)
+    return timm_entry(option, build_convnext, pretrained, kwargs)
 
 
 @register_model

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
-from mimetic.models.base import MODELS, DataSpec, ModelOption
+from mimetic.models.base import MODELS, DataSpec, ModelOption, timm_entry
 from mimetic.models.pos_embed import use_fixed_sincos_pos_embed_
 
 POOLINGS = {"token": "token", "mean": "avg"}  # our names -> timm's global_pool
@@ -108,14 +108,7 @@ MODELS.add("vit_micro", ViTMicro, build_vit, help="CPU-sized ViT (dim 64, depth 
 
 
 def _timm_entry(option: ViTTiny, pretrained: bool, kwargs: dict) -> VisionTransformer:
-    if pretrained:
-        raise ValueError("mimetic's ViT variants have no pretrained weights; train one with train.py")
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "cache_dir"):
-        kwargs.pop(key, None)  # timm's create_model passes these to every entry point
-    ours = {f.name for f in fields(option)}
-    option = replace(option, **{k: kwargs.pop(k) for k in list(kwargs) if k in ours})
-    spec = DataSpec("classification", num_classes=kwargs.pop("num_classes", 1000), in_chans=kwargs.pop("in_chans", 3))
-    return build_vit(option, spec, **kwargs)
+    return timm_entry(option, build_vit, pretrained, kwargs)
 
 
 @register_model
