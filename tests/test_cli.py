@@ -126,10 +126,17 @@ def test_default_run_dir_is_deterministic_and_resumes(tmp_path, monkeypatch, cap
 
 
 # ------------------------------------------------------------------ real processes
+def _default_sigint() -> None:
+    # As from a terminal: a background job of a non-interactive shell (CI) starts with SIGINT ignored,
+    # and the trainer rightly leaves an ignored signal ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, **kw):
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def _wait_for(predicate, proc, timeout=240):
