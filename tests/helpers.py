@@ -40,3 +40,21 @@ def cli(*args, cwd=REPO, timeout=300, env=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def signal_after_steps(monkeypatch, steps: int) -> None:
+    """Send this process a real SIGTERM right after its N-th optimizer step (an in-process stop mid-run)."""
+    import signal
+
+    from mimetic.train import run as run_module
+
+    real_step, calls = run_module.train_step, []
+
+    def step_then_signal(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(run_module, "train_step", step_then_signal)

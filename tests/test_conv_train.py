@@ -10,10 +10,9 @@ import time
 
 import pytest
 import torch
-from helpers import REPO, TINY, cli, composed, read_metrics, without_timing
+from helpers import REPO, TINY, cli, composed, read_metrics, signal_after_steps, without_timing
 
 from mimetic.models import DataSpec, build_model
-from mimetic.train import run as run_module
 from mimetic.train.config import load_config
 from mimetic.train.run import run
 from mimetic.train.signals import StopRequested
@@ -75,22 +74,6 @@ def test_unfrozen_filters_train(tmp_path, folder_root):
     assert not torch.equal(trained[DW[0]], step0_weights(args)[DW[0]])
 
 
-def _signal_after(monkeypatch, steps: int) -> None:
-    import os
-    import signal
-
-    real_step, calls = run_module.train_step, []
-
-    def step_then_signal(*args, **kwargs):
-        out = real_step(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == steps:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(run_module, "train_step", step_then_signal)
-
-
 @pytest.mark.parametrize("stop_after", [5, 12])
 def test_frozen_filters_survive_a_mid_epoch_stop_and_resume_bit_for_bit(tmp_path, folder_root, monkeypatch,
                                                                        stop_after):
@@ -98,7 +81,7 @@ def test_frozen_filters_survive_a_mid_epoch_stop_and_resume_bit_for_bit(tmp_path
                      "trainer.checkpoint_every=4")
     reference = run(composed(*args), run_dir=tmp_path / "reference")
     with monkeypatch.context() as patch:
-        _signal_after(patch, stop_after)
+        signal_after_steps(patch, stop_after)
         with pytest.raises(StopRequested):
             run(composed(*args), run_dir=tmp_path / "resumed")
     midway = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]

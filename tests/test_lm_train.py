@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 from fake_wikitext import write_wikitext
-from helpers import composed, read_metrics, without_timing
-from test_train import _signal_after
+from helpers import composed, read_metrics, signal_after_steps, without_timing
 
 from mimetic.train.run import run
 from mimetic.train.signals import StopRequested
@@ -63,7 +62,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(tmp_path, wiki_root, monk
     args = lm_args(wiki_root, "trainer.max_steps=12", "trainer.eval_every=4", "init=mimetic", "model.dropout=0.1")
     reference = run(composed(*args), run_dir=tmp_path / "reference")
     with monkeypatch.context() as patch:
-        _signal_after(patch, stop_after)
+        signal_after_steps(patch, stop_after)
         with pytest.raises(StopRequested):
             run(composed(*args), run_dir=tmp_path / "resumed")
     resumed = run(composed(*args), run_dir=tmp_path / "resumed")

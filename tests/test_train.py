@@ -6,10 +6,9 @@ import shutil
 
 import pytest
 import torch
-from helpers import TINY, composed, read_metrics, without_timing
+from helpers import TINY, composed, read_metrics, signal_after_steps, without_timing
 
 from mimetic.errors import CheckpointError, ConfigError, DatasetError, TrainingError
-from mimetic.train import run as run_module
 from mimetic.train.run import run
 from mimetic.train.signals import StopRequested
 
@@ -165,23 +164,6 @@ def test_steps_drive_evaluation_checkpoints_and_the_schedule(tmp_path, folder_ro
     assert records[-1]["lr"] == pytest.approx(1e-5, rel=1e-3)  # the cosine reached min_lr at max_steps
 
 
-def _signal_after(monkeypatch, steps: int) -> None:
-    """Send this process a real SIGTERM right after its N-th optimizer step."""
-    import os
-    import signal
-
-    real_step, calls = run_module.train_step, []
-
-    def step_then_signal(*args, **kwargs):
-        out = real_step(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == steps:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return out
-
-    monkeypatch.setattr(run_module, "train_step", step_then_signal)
-
-
 @pytest.mark.parametrize("stop_after", [5, 8, 12])
 def test_resume_from_a_mid_epoch_checkpoint_matches_an_uninterrupted_run(tmp_path, folder_root, monkeypatch,
                                                                         stop_after):
@@ -190,7 +172,7 @@ def test_resume_from_a_mid_epoch_checkpoint_matches_an_uninterrupted_run(tmp_pat
     reference = run(composed(*args), run_dir=tmp_path / "reference")
 
     with monkeypatch.context() as patch:
-        _signal_after(patch, stop_after)
+        signal_after_steps(patch, stop_after)
         with pytest.raises(StopRequested) as stop:
             run(composed(*args), run_dir=tmp_path / "resumed")
     assert stop.value.step == stop_after and stop.value.exit_code == 143
