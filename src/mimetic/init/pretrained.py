@@ -42,7 +42,8 @@ _DOWNLOAD_HINT = (
 
 @dataclass
 class PretrainedAttentionOptions(Option):
-    """``init=pretrained_attention``: ``checkpoint`` is a .pth/.safetensors file or a timm model name."""
+    """``init=pretrained_attention``: ``checkpoint`` is a .pth/.safetensors file, a run directory of
+    this project (its ``checkpoint.pt`` is read), or a timm model name."""
 
     touches_attention: ClassVar[bool] = True
     checkpoint: str | None = None
@@ -50,12 +51,26 @@ class PretrainedAttentionOptions(Option):
     def problems(self, group: str) -> list[str]:
         if self.checkpoint is None or not str(self.checkpoint).strip():
             return [f"{group}=pretrained_attention needs {group}.checkpoint=<.pth/.safetensors file or timm name>"]
-        path = Path(str(self.checkpoint)).expanduser()
+        path = checkpoint_file(self.checkpoint)
+        if path.is_dir():
+            return [f"{group}.checkpoint={self.checkpoint} is a directory without {RUN_CHECKPOINT}; pass a run "
+                    f"directory that has finished at least one checkpoint, or the checkpoint file itself"]
         looks_like_file = path.suffix in _CHECKPOINT_SUFFIXES or "/" in str(self.checkpoint)
         if looks_like_file and not path.is_file():
             return [f"{group}.checkpoint={self.checkpoint}: no such file. Pass an existing .pth/.safetensors file "
                     f"(e.g. {group}.checkpoint=/path/to/vit_tiny_patch16_224.safetensors) or a timm model name"]
         return []
+
+
+RUN_CHECKPOINT = "checkpoint.pt"  # what a run directory of this project holds (train/rundir.py)
+
+
+def checkpoint_file(source: str | Path) -> Path:
+    """``source`` as a path; a project run directory stands for the ``checkpoint.pt`` inside it."""
+    path = Path(str(source)).expanduser()
+    if path.is_dir() and (path / RUN_CHECKPOINT).is_file():
+        return path / RUN_CHECKPOINT
+    return path
 
 
 def _unwrap(state: dict) -> dict[str, torch.Tensor]:
@@ -147,7 +162,7 @@ def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 
 def _load_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(source).expanduser()
+    path = checkpoint_file(source)
     looks_like_file = path.suffix in _CHECKPOINT_SUFFIXES or "/" in str(source) or os.sep in str(source)
     if looks_like_file or path.exists():
         if not path.is_file():
@@ -173,7 +188,8 @@ def pretrained_attention_(model: nn.Module, source: str | Path) -> int:
     """Copy the attention weights (qkv and proj, with biases) of a timm ViT checkpoint into ``model``.
 
     ``source`` is a local ``.pth``/``.safetensors`` file (plain state dict or wrapped in
-    ``{'model': ...}``) or a timm model name (needs network or the local hub cache).
+    ``{'model': ...}``, which includes this project's ``checkpoint.pt``), a run directory of
+    this project (its ``checkpoint.pt``), or a timm model name (needs network or the local hub cache).
     ``model`` must have the same width and depth, and only timm attention layers. Returns
     the number of blocks copied. Raises :class:`InitError` for a missing or unreadable
     file, weights that cannot be fetched, or a checkpoint that does not fit the model.
