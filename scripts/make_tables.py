@@ -1,12 +1,16 @@
 """Tables and figures from run directories: each init against default, paired by seed.
 
     python scripts/make_tables.py --runs runs --experiments proxy_digits --out outputs/proxy.md
+    python scripts/make_tables.py --runs runs/ablations --ablations --out outputs/ablations.md
 
 Reads each finished run (DONE) through mimetic.train.rundir (never the network) and writes
 one markdown section per experiment: provenance (the command that trains exactly these
 runs, machine, code), mean ± std over seeds, n, the paired gap at the end and at every
 evaluation, the paper's number with its source where results/paper_numbers.yaml has one,
-and a curve PNG. The metric is the runs' primary_metric (test_acc for older runs); "best"
+and a curve PNG. With --ablations (all, or the names given: components, alpha_beta,
+pos_pool, transfer; see mimetic.analysis.ablations) the sections are ablation tables
+instead: rows named by config values, paired by seed against a baseline row, with bar,
+grid and curve figures. The metric is the runs' primary_metric (test_acc for older runs); "best"
 and "seeds ahead" follow its direction (lower perplexity is better).
 
 Never replaces results made from other inputs: an existing report is merged (the sections
@@ -25,6 +29,9 @@ import sys
 from pathlib import Path
 
 from mimetic.analysis import AnalysisError
+from mimetic.analysis.ablation_report import figure_jobs as ablation_figure_jobs
+from mimetic.analysis.ablation_report import render_ablation_section
+from mimetic.analysis.ablations import ABLATIONS, ablation_comparison, ablation_spec
 from mimetic.analysis.figures import plot_curves
 from mimetic.analysis.outputs import decide_figure, refusal
 from mimetic.analysis.paper import load_paper_numbers
@@ -47,6 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="outputs/tables.md",
                         help="markdown report to write or merge into (default: outputs/tables.md)")
     parser.add_argument("--figures", default=None, help="folder for the curve PNGs (default: figures/ beside --out)")
+    parser.add_argument("--ablations", nargs="*", default=None, metavar="NAME",
+                        help="make the ablation tables (all, or these: "
+                             f"{', '.join(s.name for s in ABLATIONS)}) instead of the experiment tables")
     parser.add_argument("--metric", default=None,
                         help="tabulate this metric instead of the runs' primary_metric (e.g. test_loss)")
     parser.add_argument("--prefer", choices=PREFER, default=None,
@@ -71,6 +81,44 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def experiment_sections(runs, unreadable, args, out, figures):
+    """One section (and curve figure) per experiment, each init against default."""
+    found = {run.group for run in runs}
+    missing = [e for e in args.experiments or [] if e not in found]
+    if missing:
+        raise AnalysisError(f"no finished runs of {', '.join(missing)} under {' '.join(args.runs)} "
+                            f"(experiments found: {', '.join(sorted(found)) or 'none'})")
+    comparisons = group_runs(runs, args.experiments, prefer=args.prefer, metric=args.metric)
+    paper = load_paper_numbers(args.paper_numbers)
+    sections, jobs = [], []
+    for name, cmp in comparisons.items():
+        stamp = runs_fingerprint(cmp.runs)
+        figure = figures / f"{name}_{cmp.metric.name}.png" if len(cmp.xs()) > 0 else None
+        notes = [f"- left out (unreadable): {_first_line(u.message)}" for u in unreadable
+                 if u.group in (name, None)]
+        sections.append(render_section(cmp, paper, stamp, figure_link(figure, out) if figure else None,
+                                       _display(args.paper_numbers), notes))
+        if figure is not None:
+            def draw(path, stamp, cmp=cmp):
+                plot_curves(cmp, path, stamp=stamp)
+
+            jobs.append((draw, figure, stamp, decide_figure(figure, stamp, args.overwrite)))
+    return sections, jobs
+
+
+def ablation_sections(runs, args, out, figures):
+    """One section per ablation asked for (all when none is named), with its figures."""
+    specs = [ablation_spec(name) for name in args.ablations] or list(ABLATIONS)
+    sections, jobs = [], []
+    for spec in specs:
+        cmp = ablation_comparison(spec, runs)
+        stamp = runs_fingerprint(cmp.runs)
+        figs = ablation_figure_jobs(spec, cmp, figures)
+        sections.append(render_ablation_section(spec, cmp, stamp, [figure_link(f.path, out) for f in figs]))
+        jobs += [(f.draw, f.path, stamp, decide_figure(f.path, stamp, args.overwrite)) for f in figs]
+    return sections, jobs
+
+
 def make_tables(args: argparse.Namespace) -> list[str]:
     """Everything but argument parsing; returns the lines saying what was written."""
     roots = " ".join(args.runs)
@@ -89,30 +137,15 @@ def make_tables(args: argparse.Namespace) -> list[str]:
     for u in relevant:
         print(f"warning: left out an unreadable run: {_first_line(u.message)}", file=sys.stderr)
 
-    found = {run.group for run in runs}
-    missing = [e for e in args.experiments or [] if e not in found]
-    if missing:
-        raise AnalysisError(f"no finished runs of {', '.join(missing)} under {roots} "
-                            f"(experiments found: {', '.join(sorted(found)) or 'none'})")
     if not runs:
         raise AnalysisError(f"no finished runs (with a DONE file) under {roots}")
-    comparisons = group_runs(runs, args.experiments, prefer=args.prefer, metric=args.metric)
-    paper = load_paper_numbers(args.paper_numbers)
-
     out = Path(args.out)
     figures = Path(args.figures) if args.figures else out.parent / "figures"
-    sections, figure_jobs, decisions = [], [], []
-    for name, cmp in comparisons.items():
-        stamp = runs_fingerprint(cmp.runs)
-        figure = figures / f"{name}_{cmp.metric.name}.png" if len(cmp.xs()) > 0 else None
-        notes = [f"- left out (unreadable): {_first_line(u.message)}" for u in relevant
-                 if u.group in (name, None)]
-        sections.append(render_section(cmp, paper, stamp, figure_link(figure, out) if figure else None,
-                                       _display(args.paper_numbers), notes))
-        if figure is not None:
-            decision = decide_figure(figure, stamp, args.overwrite)
-            decisions.append(decision)
-            figure_jobs.append((cmp, figure, stamp, decision))
+    if args.ablations is not None:
+        sections, figure_jobs = ablation_sections(runs, args, out, figures)
+    else:
+        sections, figure_jobs = experiment_sections(runs, relevant, args, out, figures)
+    decisions = [decision for *_, decision in figure_jobs]
     existing = out.read_text() if out.exists() else None
     plan = merge_report(out, existing, header_text(args.title, args.note), sections, args.overwrite)
     refused = plan.refused + [d for d in decisions if d.refused]
@@ -120,11 +153,11 @@ def make_tables(args: argparse.Namespace) -> list[str]:
         raise refusal(refused, f"e.g. --out outputs/{out.name}; figures go beside it")
 
     said = []
-    for cmp, figure, stamp, decision in figure_jobs:
+    for draw, figure, stamp, decision in figure_jobs:
         if decision.action == "same inputs":
             said.append(f"kept figure {figure} (already made from the same runs)")
             continue
-        plot_curves(cmp, figure, stamp=stamp)
+        draw(figure, stamp)
         said.append(f"wrote figure {figure} ({'new' if decision.action == 'new' else 'replaced, --overwrite'})")
     if existing == plan.text:
         said.insert(0, f"{out} unchanged (same runs, same tables)")

@@ -69,7 +69,8 @@ def reproduce_commands(cmp: Comparison) -> list[str]:
     return commands
 
 
-def provenance(cmp: Comparison) -> list[str]:
+def provenance(cmp: Comparison, commands: list[str] | None = None) -> list[str]:
+    """Commands (rebuilt from the runs' overrides unless given), machine, code, wall time, metric."""
     runs = cmp.runs
     env = [run.environment for run in runs]
     devices = sorted({e.get("device") or run.summary.get("device") or "?" for e, run in zip(env, runs)})
@@ -77,7 +78,7 @@ def provenance(cmp: Comparison) -> list[str]:
     shas = sorted({str(e.get("git_sha")) for e in env})
     wall = [run.summary["wall_time_s"] for run in runs if run.summary.get("wall_time_s") is not None]
     parents = sorted({str(run.path.parent) for run in runs})
-    lines = [f"- command: {c}" for c in reproduce_commands(cmp)]
+    lines = [f"- command: {c}" for c in (reproduce_commands(cmp) if commands is None else commands)]
     lines += [
         f"- machine: {', '.join(devices)}; {', '.join(versions)}",
         f"- code: {', '.join(shas)}",
