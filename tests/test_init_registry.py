@@ -33,9 +33,9 @@ def test_names_and_schemas():
                              "mimetic+dw_covariance_transfer", "mimetic_qk", "mimetic_vo", "pretrained_attention"]
     assert INIT_NAMES == tuple(INITS.names())
     assert keys("default") == set()
-    assert keys("mimetic") == {"alpha_qk", "beta_qk", "alpha_vo", "beta_vo", "sign_qk", "sign_vo"}
-    assert keys("mimetic_qk") == {"alpha_qk", "beta_qk", "sign_qk"}
-    assert keys("mimetic_vo") == {"alpha_vo", "beta_vo", "sign_vo"}
+    assert keys("mimetic") == {"alpha_qk", "beta_qk", "alpha_vo", "beta_vo", "sign_qk", "sign_vo", "solver"}
+    assert keys("mimetic_qk") == {"alpha_qk", "beta_qk", "sign_qk", "solver"}
+    assert keys("mimetic_vo") == {"alpha_vo", "beta_vo", "sign_vo", "solver"}
     assert keys("pretrained_attention") == {"checkpoint"}
     for name in INITS.names():
         assert issubclass(INITS.get(name).schema, Option)
@@ -48,7 +48,7 @@ def test_paper_coefficients_are_the_one_default():
     signature = inspect.signature(mimetic_attention_).parameters
     for name in ("mimetic", "mimetic_qk", "mimetic_vo"):
         options = INITS.default_options(name)
-        for key in keys(name):
+        for key in keys(name) - {"solver"}:
             paper = {"sign_qk": 1, "sign_vo": -1}.get(key) or getattr(PAPER_COEFFICIENTS, key)  # vision signs
             assert getattr(options, key) == paper == signature[key].default
 
@@ -86,7 +86,7 @@ def test_override_of_one_key_works_through_omegaconf():
     a, b = make_vit(dim=64, heads=2, depth=1), make_vit(dim=64, heads=2, depth=1)
     report = apply_init(a, cfg, torch.Generator().manual_seed(0))
     assert report == {"init": "mimetic", "layers": 1, "alpha_qk": 0.5, "beta_qk": 0.7, "alpha_vo": 0.4,
-                      "beta_vo": 0.4, "sign_qk": 1, "sign_vo": -1}
+                      "beta_vo": 0.4, "sign_qk": 1, "sign_vo": -1, "solver": "svd"}
     json.dumps(report)
     mimetic_attention_(b, alpha_qk=0.5, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

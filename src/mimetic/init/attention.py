@@ -75,6 +75,10 @@ class _CoefficientOptions(Option):
     touches_attention: ClassVar[bool] = True
     qk: ClassVar[bool] = True
     vo: ClassVar[bool] = True
+    # How alpha Z + beta I is factorised (mimetic.init.factorize.SOLVERS): "svd" is the float64 CPU
+    # reference; "eigh" is exact (~1e-13) and runs on the model's device, batched over heads; "randomized"
+    # is an approximate opt-in for very wide models (README "Speed").
+    solver: str = "svd"
 
     def coefficients(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith(("alpha_", "beta_"))}
@@ -83,7 +87,10 @@ class _CoefficientOptions(Option):
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith("sign_")}
 
     def problems(self, group: str) -> list[str]:
-        return coefficient_problems(self.coefficients(), prefix=f"{group}.") + sign_problems(self.signs(), f"{group}.")
+        out = coefficient_problems(self.coefficients(), prefix=f"{group}.") + sign_problems(self.signs(), f"{group}.")
+        if self.solver not in factorize.SOLVERS:
+            out.append(f"{group}.solver={self.solver!r} is not one of: {', '.join(factorize.SOLVERS)}")
+        return out
 
 
 @dataclass
@@ -218,8 +225,9 @@ def mimetic_attention_(
 def _mimetic(model: nn.Module, options: _CoefficientOptions, generator: torch.Generator | None) -> dict:
     coefficients = {k: float(v) for k, v in options.coefficients().items()}
     signs = {k: int(v) for k, v in options.signs().items()}
-    layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients, **signs)
-    return {"init": options.name, "layers": layers, **coefficients, **signs}
+    with factorize.factor_solver(options.solver):
+        layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients, **signs)
+    return {"init": options.name, "layers": layers, **coefficients, **signs, "solver": options.solver}
 
 
 INITS.add("mimetic", MimeticOptions, _mimetic,

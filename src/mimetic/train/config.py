@@ -223,10 +223,26 @@ def _drop(tree: dict, dotted: str) -> None:
     node.pop(leaf, None)
 
 
+#: Keys added after runs existed: at this value they stay out of the hash, so those runs keep their
+#: identity (and resume); any other value is part of it. (init.solver="svd" is the reference
+#: factorisation every earlier run used.)
+IDENTITY_DEFAULTS = {"init.solver": "svd"}
+
+
+def _tree_get(tree: dict, dotted: str) -> object:
+    node: object = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def config_blob(cfg: TrainConfig) -> str:
     tree = json.loads(json.dumps(cfg.to_dict()))  # deep copy
     for key in NOT_IN_RUN_KEY:
         _drop(tree, key)
+    for key, value in IDENTITY_DEFAULTS.items():
+        if _tree_get(tree, key) == value:
+            _drop(tree, key)
     return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
 
