@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
+
+import torch
 
 from mimetic.registry import Option, Registry
 
@@ -20,6 +22,15 @@ class ModelOption(Option):
     """
 
     freeze: list[str] = field(default_factory=list)
+    # Conv nets set this: on CUDA their weights (and so cuDNN's conv outputs) use the NHWC layout,
+    # the fast path for bf16 convolutions on tensor cores. Not a config key: it never changes results.
+    channels_last_on_cuda: ClassVar[bool] = False
+
+    def memory_format(self, device: torch.device) -> torch.memory_format:
+        """The layout the model's weights get on ``device``."""
+        if device.type == "cuda" and self.channels_last_on_cuda:
+            return torch.channels_last
+        return torch.contiguous_format
 
     def freeze_patterns(self) -> list[str]:
         """Every glob to freeze: ``freeze`` plus what the schema's own switches add (e.g. ``freeze_depthwise``)."""

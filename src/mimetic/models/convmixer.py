@@ -18,7 +18,7 @@ not their biases) at their initial values through training and resume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from timm.models import register_model
 from timm.models.convmixer import ConvMixer
@@ -31,6 +31,8 @@ CONVMIXER_DEPTHWISE = "blocks.*.0.fn.0.weight"
 @dataclass
 class ConvMixerOption(ModelOption):
     """ConvMixer-``dim``/``depth`` with ``kernel_size`` depthwise filters and ``patch_size`` patches."""
+
+    channels_last_on_cuda: ClassVar[bool] = True
 
     dim: int = 256
     depth: int = 8

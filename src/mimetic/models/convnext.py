@@ -15,7 +15,7 @@ Also ``timm.create_model("mimetic_convnext_cifar_p1", num_classes=10)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from timm.models import register_model
 from timm.models.convnext import ConvNeXt
@@ -28,6 +28,8 @@ CONVNEXT_DEPTHWISE = "stages.*.blocks.*.conv_dw.weight"
 @dataclass
 class ConvNeXtCifar(ModelOption):
     """A four-stage ConvNeXt; ``depths``/``dims`` per stage, ``patch_size`` of the stem."""
+
+    channels_last_on_cuda: ClassVar[bool] = True
 
     depths: list[int] = field(default_factory=lambda: [2, 2, 6, 2])
     dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512])

@@ -214,7 +214,7 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     if state is None:
         diagnostics["frozen"] = frozen
         _write_header(rundir, cfg, identity, device, diagnostics)
-    model.to(device)
+    model.to(device, memory_format=cfg.model.memory_format(device))
 
     optimizer = build_optimizer(model, cfg.optim)
     steps_per_epoch = len(data.train)
