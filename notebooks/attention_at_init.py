@@ -9,7 +9,8 @@
 #     python notebooks/attention_at_init.py --images data/cifar10-jpeg-6k \
 #         --out results/figures/attention_at_init.png
 #
-# By default it writes outputs/figures/attention_at_init.png (not committed). The PNG carries a
+# By default it writes outputs/figures/attention_at_init.png and .pdf (not committed); the drawing
+# is mimetic.analysis.attention_figures, which scripts/make_figures.py also uses for trained runs. The PNG carries a
 # stamp of its inputs (the image tensor, layers, seeds), and an existing file is replaced only
 # when its stamp is the same, or with --overwrite: a run on other inputs (--random-inputs, other
 # images) never replaces the committed figure by accident.
@@ -28,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from mimetic.analysis.outputs import decide_figure, fingerprint, refusal, save_figure
+from mimetic.analysis.attention_figures import image_batch, plot_attention_maps
+from mimetic.analysis.outputs import decide_figure, fingerprint, refusal
 from mimetic.errors import MimeticError
 
 DEFAULT_IMAGES = Path("data/cifar10-jpeg-6k")
@@ -40,10 +42,7 @@ def inputs(image_folder: Path | None, n: int = 8) -> torch.Tensor:
     """The first ``n`` test images of an image folder (normalised per batch), or random ones."""
     if image_folder is None:
         return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(SEED))
-    from mimetic.data.sources import load_image_folder
-
-    images = load_image_folder(image_folder, image_size=32).test.images[:n].float() / 255
-    return (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3), keepdim=True)
+    return image_batch(image_folder, n, image_size=32, normalise="batch")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,39 +58,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def figure(x: torch.Tensor, layers: list[int]):
-    """The 2 x len(layers) panel figure for inputs ``x`` (the same weights for both rows but attention)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def figure(x: torch.Tensor, layers: list[int], out: Path, stamp: str) -> None:
+    """Draw the 2 x len(layers) panels for inputs ``x`` into ``out`` (the same weights for both rows but attention)."""
     from mimetic.init import mimetic_attention_
-    from mimetic.init.diagnostics import attention_maps
     from mimetic.models import DataSpec, ViTTiny, build_vit
 
     spec = DataSpec("classification", num_classes=10)
     torch.manual_seed(SEED)
     default = build_vit(ViTTiny(name="vit_tiny"), spec)  # the paper's ViT-Tiny
     mimetic = build_vit(ViTTiny(name="vit_tiny"), spec)
-    grid = default.patch_embed.grid_size[0]
     mimetic.load_state_dict(default.state_dict())
     mimetic_attention_(mimetic, generator=torch.Generator().manual_seed(SEED))
-    query = 1 + (grid // 2) * grid + grid // 2  # the centre patch (token 0 is the class token)
-
-    fig, axes = plt.subplots(2, len(layers), figsize=(3 * len(layers), 6), squeeze=False)
-    for row, (name, model) in enumerate((("default", default), ("mimetic", mimetic))):
-        maps = attention_maps(model, x)
-        for col, layer in enumerate(layers):
-            attn = maps[layer][:, :, query, 1:].mean(dim=(0, 1)).reshape(grid, grid)
-            axes[row][col].imshow(attn.numpy(), cmap="viridis")
-            # Each panel has its own colour scale: the peak tells how concentrated it is
-            # (uniform attention over 256 patches would be 0.004 everywhere).
-            axes[row][col].set_title(f"{name}, layer {layer} (peak {attn.max():.3f})")
-            axes[row][col].axis("off")
-    fig.suptitle("Where the centre patch attends at step 0 (ViT-Tiny, sin-cos PE)")
-    fig.tight_layout()
-    return fig
+    plot_attention_maps([("default", default), ("mimetic", mimetic)], x, layers, out, stamp,
+                        "Where the centre patch (red box) attends at step 0 (ViT-Tiny, sin-cos PE)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         decision = decide_figure(args.out, stamp, args.overwrite)
         if decision.refused:
             raise refusal([decision], f"the default --out {DEFAULT_OUT}, or another --out")
-        import matplotlib.pyplot as plt
-
-        fig = figure(x, args.layers)
-        save_figure(fig, args.out, stamp, dpi=100)
-        plt.close(fig)
+        figure(x, args.layers, args.out, stamp)
     except MimeticError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,9 @@ covariance of its filters with the channels as samples, the mean filter and the 
 ``--figures DIR`` also draws, for the run's model: k^2 x k^2 heat maps of the closed-form target
 (``--sigma-first/--sigma-last``), of filters sampled from it, and of the learned covariance, per
 depth (``<prefix>_covariance.png``), and a grid of sampled and learned filters per depth
-(``<prefix>_filters.png``). Covariances are shown divided by their mean diagonal (structure, not scale).
+(``<prefix>_filters.png``), PNG and PDF. Covariances are shown divided by their mean diagonal (structure,
+not scale). ``scripts/make_figures.py`` draws the same figures, with the guard against replacing
+committed figures made from other inputs.
 """
 
 from __future__ import annotations
@@ -21,20 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-import yaml
-
+from mimetic.analysis.conv_figures import conv_figures_stamp, draw_conv_figures
 from mimetic.errors import MimeticError
-from mimetic.init.depthwise import (
-    DwCovarianceOptions,
-    covariances_from_state,
-    depth_sigmas,
-    depthwise_covariance_,
-    empirical_covariance,
-    find_depthwise_convs,
-    gaussian_covariance,
-    save_covariances,
-)
+from mimetic.init.depthwise import DwCovarianceOptions, covariances_from_state, save_covariances
 from mimetic.train.checkpoint import load
 
 
@@ -45,76 +36,13 @@ def _model_state(run_dir: Path) -> dict:
     return load(path)["model"]
 
 
-def _fresh_model(run_dir: Path, state: dict):
-    """The run's architecture, freshly built (its default init), from the run's config.yaml."""
-    from mimetic.models import DataSpec, build_model
-    from mimetic.train.config import load_config
-
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    raw.pop("_run", None)
-    cfg = load_config(raw)
-    heads = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    spec = DataSpec("classification", num_classes=heads[-1].shape[0] if heads else 10)
-    torch.manual_seed(0)
-    return build_model(cfg.model, spec)
-
-
-def _normalised(cov: torch.Tensor) -> torch.Tensor:
-    return cov / torch.diagonal(cov).mean()
-
-
 def figures(run_dir: Path, state: dict, out_dir: Path, prefix: str, sigma_first: float,
             sigma_last: float) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    learned = covariances_from_state(state, str(run_dir))
-    model = _fresh_model(run_dir, state)
-    layers = find_depthwise_convs(model)
-    depthwise_covariance_(model, sigma_first=sigma_first, sigma_last=sigma_last,
-                          generator=torch.Generator().manual_seed(0))
-    sigmas = depth_sigmas(len(layers), sigma_first, sigma_last)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    fig, axes = plt.subplots(len(layers), 3, figsize=(7.5, 2.5 * len(layers)), squeeze=False)
-    for row, (layer, sigma, lc) in enumerate(zip(layers, sigmas, learned)):
-        mats = [gaussian_covariance(layer.kernel, sigma), _normalised(empirical_covariance(layer.filters())),
-                _normalised(lc.cov)]
-        titles = [f"target, sigma={sigma:.2f}", f"sampled ({layer.channels} ch)", "learned (trained run)"]
-        for col, (mat, title) in enumerate(zip(mats, titles)):
-            ax = axes[row, col]
-            ax.imshow(mat.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-            ax.set_title(f"layer {row}: {title}", fontsize=7)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(f"depthwise k^2 x k^2 covariances / mean diagonal\n{run_dir.name}", fontsize=8)
-    fig.tight_layout()
-    cov_path = out_dir / f"{prefix}_covariance.png"
-    fig.savefig(cov_path, dpi=110)
-    plt.close(fig)
-
-    n = 8
-    fig, axes = plt.subplots(2 * len(layers), n, figsize=(n * 0.9, 2 * len(layers) * 0.95), squeeze=False)
-    learned_w = [v for k, v in state.items() if k in {f"{c.name}.weight" for c in learned}]
-    for row, (layer, w) in enumerate(zip(layers, learned_w)):
-        for kind, bank in ((0, layer.module.weight.detach()), (1, w)):
-            for col in range(n):
-                ax = axes[2 * row + kind, col]
-                f = bank[col, 0]
-                lim = f.abs().max().item() or 1.0
-                ax.imshow(f.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            axes[2 * row + kind, 0].set_ylabel(f"L{row} {'sampled' if kind == 0 else 'learned'}", fontsize=6)
-    fig.suptitle(f"depthwise filters per depth: dw_covariance samples (sigma {sigma_first}->{sigma_last}) "
-                 "and the trained run's", fontsize=7)
-    fig.tight_layout()
-    filt_path = out_dir / f"{prefix}_filters.png"
-    fig.savefig(filt_path, dpi=110)
-    plt.close(fig)
-    return [cov_path, filt_path]
+    """The two depthwise figures (drawn by mimetic.analysis.conv_figures, as make_figures.py draws them)."""
+    paths = [out_dir / f"{prefix}_covariance.png", out_dir / f"{prefix}_filters.png"]
+    stamp = conv_figures_stamp(run_dir, state, sigma_first, sigma_last)
+    draw_conv_figures(run_dir, state, *paths, stamp, sigma_first, sigma_last)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:

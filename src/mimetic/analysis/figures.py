@@ -1,4 +1,8 @@
-"""Curves of one comparison: mean ± std of its metric per evaluation, one line per init."""
+"""Curves of one comparison: mean ± std of its metric per evaluation, one line per init.
+
+Also the one place figures get pyplot from (headless: the Agg backend), so every figure
+module draws the same way on a machine without a display.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,22 @@ from mimetic.analysis.outputs import save_figure
 from mimetic.analysis.tables import Comparison
 
 
-def plot_curves(cmp: Comparison, path: Path, key: str | None = None, stamp: str = "") -> None:
-    """One PNG: x is the step when the runs log one (else the epoch); the stamp names its inputs."""
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (figures are files, never windows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(cmp: Comparison, path: Path, key: str | None = None, stamp: str = "") -> None:
+    """One PNG (and PDF): x is the step when the runs log one (else the epoch); the stamp names its inputs.
+
+    Each init is its mean over seeds, with a band of ± one sample std (no band for one seed).
+    """
+    plt = pyplot()
     key = key or cmp.metric.name
     xs = cmp.xs(key)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)

@@ -38,13 +38,25 @@ def png_stamp(path: Path) -> str | None:
         return None
 
 
-def save_figure(fig, path: Path, stamp: str, dpi: int | None = None) -> None:
-    """Save a matplotlib figure as PNG with its stamp, atomically (a crash leaves the old file)."""
+def save_figure(fig, path: Path, stamp: str, dpi: int | None = None, pdf: bool = True) -> None:
+    """Save a matplotlib figure as PNG with its stamp, and (``pdf``) as a vector PDF beside it.
+
+    Each file is written atomically (a crash leaves the old one). The PNG's stamp is what
+    ``decide_figure`` reads; the PDF carries the same stamp in its Keywords and no creation
+    date, so regenerating from the same inputs gives the same bytes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
+    _save_atomic(fig, path, format="png", dpi=dpi, metadata={STAMP_KEY: stamp})
+    if pdf:
+        _save_atomic(fig, path.with_suffix(".pdf"), format="pdf", dpi=dpi,
+                     metadata={"Keywords": f"{STAMP_KEY}:{stamp}", "CreationDate": None})
+
+
+def _save_atomic(fig, path: Path, **savefig) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=dpi, format="png", metadata={STAMP_KEY: stamp})
+        fig.savefig(tmp, **savefig)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

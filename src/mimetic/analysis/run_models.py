@@ -1,0 +1,114 @@
+"""A run directory's model, rebuilt: at step 0 (exactly the weights it started from) or trained.
+
+Figures about weights need the model itself, not only the metrics: its architecture comes from
+the run's ``config.yaml`` (through the typed config, so it is built by the same registered
+builder as in training), its trained weights from ``checkpoint.pt`` (``torch.load`` with
+``weights_only=True``: opening it can never run code), and its step-0 weights from the same
+seeded streams ``mimetic.train.run`` uses (base weights from the ``model`` stream, then the
+run's init from the ``init`` stream), so "mimetic at step 0" is the very tensor the run trained
+from, not another draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mimetic.analysis import AnalysisError
+from mimetic.train.rundir import RunDir
+
+
+def run_config(run_dir: Path):
+    """The run's typed ``TrainConfig`` from its ``config.yaml``."""
+    from mimetic.train.config import load_config
+
+    raw = RunDir(run_dir).read_config()
+    if not raw:
+        raise AnalysisError(f"{run_dir} has no config.yaml: point at a run directory written by train.py")
+    raw = {k: v for k, v in raw.items() if k != "_run"}
+    return load_config(raw)
+
+
+def checkpoint_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The model weights of the run's latest checkpoint (a finished run's: its final weights)."""
+    from mimetic.train.checkpoint import CHECKPOINT_NAME, load
+
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise AnalysisError(f"{run_dir} has no {CHECKPOINT_NAME}: the run has not finished an epoch yet")
+    return load(path)["model"]
+
+
+def spec_from_state(state: dict[str, torch.Tensor]):
+    """The ``DataSpec`` a checkpoint was built for, read off its shapes.
+
+    The output layer is the last 2-D weight (a classifier's head, a language model's
+    ``lm_head``), so its rows are the number of classes or the vocabulary; the input channels
+    are those of the first 4-D (conv) weight. Loading the state strictly afterwards checks
+    the guess: a wrong one fails with the mismatching key.
+    """
+    from mimetic.models import DataSpec
+
+    matrices = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
+    outputs = matrices[-1].shape[0] if matrices else 10
+    in_chans = convs[0].shape[1] if convs else 3
+    return DataSpec("classification", num_classes=outputs, in_chans=in_chans, vocab_size=outputs)
+
+
+def _build(cfg, state: dict[str, torch.Tensor]) -> nn.Module:
+    from mimetic.models import build_model
+    from mimetic.train.seeding import derive_seed
+
+    torch.manual_seed(derive_seed(cfg.seed, "model"))  # as train/run.py: base weights from their own stream
+    return build_model(cfg.model, spec_from_state(state))
+
+
+def fresh_model(run_dir: Path) -> nn.Module:
+    """The run's architecture with its base (default-init) weights, before its init is applied."""
+    return _build(run_config(run_dir), checkpoint_state(run_dir)).eval()
+
+
+def model_at_step0(run_dir: Path) -> nn.Module:
+    """The run's model with the weights it started training from (default weights + its init)."""
+    from mimetic.init import apply_init
+    from mimetic.train.seeding import generator
+
+    cfg = run_config(run_dir)
+    model = _build(cfg, checkpoint_state(run_dir))
+    apply_init(model, cfg.init, generator(cfg.seed, "init"))
+    return model.eval()
+
+
+def trained_model(run_dir: Path, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """The run's model with its checkpoint's weights (``state``: those weights, when already loaded)."""
+    cfg = run_config(run_dir)
+    state = checkpoint_state(run_dir) if state is None else state
+    model = _build(cfg, state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise AnalysisError(f"{run_dir}/checkpoint.pt does not fit the model its config.yaml builds: "
+                            f"{str(err).splitlines()[0]}") from None
+    return model.eval()
+
+
+def pretrained_vit(path: Path, arch: str = "vit_tiny_patch16_224") -> nn.Module:
+    """A timm ``arch`` whose attention weights are those of the checkpoint file ``path``.
+
+    Only attention enters the QK/VO figures, so only attention is copied
+    (``mimetic.init.pretrained_attention_``, which checks every shape before writing).
+    """
+    import timm
+
+    import mimetic.models  # noqa: F401  (registers the project's ViTs with timm: they are valid archs too)
+    from mimetic.init import pretrained_attention_
+
+    if not Path(path).is_file():
+        raise AnalysisError(f"pretrained checkpoint {path} not found (a timm ViT .pth or .safetensors file)")
+    torch.manual_seed(0)
+    model = timm.create_model(arch, pretrained=False)
+    pretrained_attention_(model, path)
+    return model.eval()
