@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from mimetic.analysis.outputs import decide, fingerprint, refusal
-from mimetic.analysis.reproduction import RunCache, evaluate, load_claims, render_report, replace_block, status_table
 from mimetic.analysis.paper import load_paper_numbers
+from mimetic.analysis.reproduction import RunCache, evaluate, load_claims, render_report, replace_block, status_table
 from mimetic.errors import MimeticError
 from mimetic.train.rundir import write_bytes_atomic
 

@@ -24,7 +24,7 @@ import yaml
 
 from mimetic.analysis import AnalysisError
 from mimetic.analysis.ablations import ablation_comparison, ablation_spec, gap_closed
-from mimetic.analysis.paper import PaperNumber, load_paper_numbers
+from mimetic.analysis.paper import PaperNumber
 from mimetic.analysis.runs import Run, scan_runs
 from mimetic.analysis.tables import Comparison, _markdown, group_runs, mean_std
 
