@@ -4,6 +4,8 @@
     python scripts/benchmark.py --parts step --repeats 3                  # project epoch vs bare loop
     python scripts/benchmark.py --parts init --dims 384 768 1536 2048 --solvers eigh randomized
     python scripts/benchmark.py --parts aug --batch 256 --repeats 5
+    python scripts/benchmark.py --parts timm --timm-train /path/to/pytorch-image-models/train.py \
+        --folder data/cifar10-jpeg-6k                                     # project vs timm's train.py
 
 Parts:
 
@@ -20,6 +22,12 @@ Parts:
   ``aug=basic``) against torchvision's per-image ``v2`` pipeline with the same ops and magnitudes
   (RandomCrop(pad 4) + flip + RandAugment(2, 9) + normalise + Cutout 16), and of the project's sync-free
   (accelerator) path forced on this device.
+* ``timm`` -- the project's ``train.py`` against timm's own ``train.py`` (from the timm repository, which
+  the pip package does not ship: pass its path) on the same ViT (timm's ``vit_tiny_patch16_224`` class at
+  width 64, depth 6, 2 heads, patch 4, 32 px), the same image folder, batch 128, AdamW, crop + flip only.
+  Whole-command wall time for ``--timm-epochs`` epochs (start-up, data loading and evaluation included)
+  and training images/s of the last epoch. The pipelines differ by design: timm decodes the JPEGs every
+  epoch in DataLoader workers (``-j``), the project decodes the folder once and augments whole batches.
 
 Timings on a machine shared with other jobs are noisy: the spread says how noisy. Nothing in the test
 suite depends on a time; this script is where speed targets are checked.
@@ -231,9 +239,73 @@ def bench_step(args, device: torch.device) -> None:
     print(f"project / bare: x{ratio:.3f} (per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)})")
 
 
+# --------------------------------------------------------------------------- project vs timm's train.py
+TIMM_VIT = {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 2}
+
+
+def _rates(log: str) -> list[float]:
+    """Training images/s of each logged interval from timm train.py (``Time: 0.123s, 1040.00/s  (...)``)."""
+    import re
+
+    return [float(m) for line in log.splitlines() if "Train:" in line
+            for m in re.findall(r"Time: [0-9.]+s,\s*([0-9.]+)/s", line)[:1]]
+
+
+def bench_timm(args, device: torch.device) -> None:
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if not args.timm_train or not Path(args.timm_train).is_file():
+        raise SystemExit("--parts timm needs --timm-train /path/to/pytorch-image-models/train.py (timm's "
+                         "repository; the pip package does not ship it)")
+    folder, epochs, batch = Path(args.folder).resolve(), args.timm_epochs, 128
+    repo = Path(__file__).resolve().parent.parent
+    threads = {**__import__("os").environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "WANDB_MODE": "disabled"}
+    print(f"\n## project train.py vs timm train.py: ViT {TIMM_VIT}, {folder.name}, batch {batch}, {epochs} epochs, "
+          f"{device} (median [min, max] of {args.repeats})")
+    walls: dict[str, list[float]] = {"project": [], "timm": []}
+    rates: dict[str, list[float]] = {"project": [], "timm": []}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = [sys.executable, str(repo / "train.py"), "model=timm", "model.arch=vit_tiny_patch16_224",
+                    *[f"+model.kwargs.{k}={v}" for k, v in TIMM_VIT.items()], "dataset=image_folder",
+                    f"dataset.root={folder}", "aug=basic", f"trainer.epochs={epochs}", f"trainer.batch_size={batch}",
+                    f"trainer.device={device.type}", f"paths.runs_dir={tmp}/runs", "logger.mode=disabled",
+                    "trainer.progress=false", "optim.lr=1e-3", "sched.warmup_epochs=0"]
+            start = time.perf_counter()
+            subprocess.run(ours, check=True, capture_output=True, env=threads, cwd=tmp)
+            walls["project"].append(time.perf_counter() - start)
+            metrics = next(Path(tmp, "runs").glob("*/metrics.jsonl")).read_text().splitlines()
+            rates["project"].append(json.loads(metrics[-1])["images_per_s"])
+            theirs = [sys.executable, str(args.timm_train), str(folder), "--train-split", "train", "--val-split",
+                      "test", "--model", "vit_tiny_patch16_224", "--model-kwargs",
+                      *[f"{k}={v}" for k, v in TIMM_VIT.items()], "--num-classes", "10",
+                      "--input-size", "3", "32", "32", "-b", str(batch), "--epochs", str(epochs), "--opt", "adamw",
+                      "--lr", "1e-3", "--sched", "cosine", "--warmup-epochs", "0", "--scale", "1", "1", "--ratio",
+                      "1", "1", "--hflip", "0.5", "--color-jitter", "0", "--device", device.type, "-j",
+                      str(args.timm_workers), "--output", f"{tmp}/timm", "--log-interval", "5"]
+            start = time.perf_counter()
+            done = subprocess.run(theirs, check=True, capture_output=True, text=True, env=threads, cwd=tmp)
+            walls["timm"].append(time.perf_counter() - start)
+            steps = _rates(done.stdout + done.stderr)
+            last_epoch = steps[-max(1, len(steps) // epochs):]  # the last epoch's logged rates
+            rates["timm"].append(statistics.median(last_epoch) if last_epoch else math.nan)
+    for name in ("project", "timm"):
+        print(f"{name + ' train.py, whole command':44s} {spread(walls[name])}")
+        r = rates[name]
+        print(f"{name + ' train.py, training images/s (last epoch)':44s} {statistics.median(r):8.0f} "
+              f"[{min(r):.0f}, {max(r):.0f}]")
+    print(f"wall time project / timm: x{statistics.median(walls['project']) / statistics.median(walls['timm']):.3f}; "
+          f"images/s project / timm: x{statistics.median(rates['project']) / statistics.median(rates['timm']):.3f} "
+          f"(timm with -j {args.timm_workers} loader workers)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["init", "aug"], choices=["init", "aug", "step"])
+    parser.add_argument("--parts", nargs="+", default=["init", "aug"], choices=["init", "aug", "step", "timm"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
@@ -241,6 +313,10 @@ def main() -> None:
     parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "randomized"])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--step-experiment", default="proxy_digits", help="experiment config for the step part")
+    parser.add_argument("--timm-train", default=None, help="timm's train.py (from the timm repository)")
+    parser.add_argument("--folder", default="data/cifar10-jpeg-6k", help="image folder for the timm part")
+    parser.add_argument("--timm-epochs", type=int, default=2)
+    parser.add_argument("--timm-workers", type=int, default=1, help="timm train.py's -j")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and BLAS/LAPACK (1 gives steadier figures on a shared machine)")
     args = parser.parse_args()
@@ -260,6 +336,8 @@ def main() -> None:
         bench_aug(args, device)
     if "step" in args.parts:
         bench_step(args, device)
+    if "timm" in args.parts:
+        bench_timm(args, device)
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in _load())}")
 
 
