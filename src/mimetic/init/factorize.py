@@ -186,6 +186,24 @@ def _canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
     return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
+def _map_over_cores(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, one item per core at a time (torch's thread count).
+
+    LAPACK's tridiagonal reduction is half BLAS-2 and scales poorly with threads inside one call;
+    heads are independent, so one single-threaded call per core does more (the calls release the
+    GIL). Each call's result does not depend on how many run side by side.
+    """
+    workers = min(len(items), torch.get_num_threads())
+    if workers <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
 def _top_eigenvectors(targets: torch.Tensor, r: int, side: str) -> torch.Tensor:
     """Eigenvectors of the r largest eigenvalues of the Gram matrices of ``targets``, largest first.
 
@@ -195,14 +213,14 @@ def _top_eigenvectors(targets: torch.Tensor, r: int, side: str) -> torch.Tensor:
     if targets.device.type == "cpu":
         import scipy.linalg
 
-        blocks = []
-        for t in targets.numpy():
+        def one(t: np.ndarray) -> torch.Tensor:
             gram = t.T @ t if side == "right" else t @ t.T
             n = gram.shape[0]
             subset = [n - r, n - 1] if r < n else None
             _, v = scipy.linalg.eigh(gram, subset_by_index=subset, driver="evr", check_finite=False, overwrite_a=True)
-            blocks.append(torch.from_numpy(np.ascontiguousarray(v[:, ::-1])))
-        return torch.stack(blocks)
+            return torch.from_numpy(np.ascontiguousarray(v[:, ::-1]))
+
+        return torch.stack(_map_over_cores(one, list(targets.numpy())))
     gram = targets.transpose(-1, -2) @ targets if side == "right" else targets @ targets.transpose(-1, -2)
     _, v = torch.linalg.eigh(gram)
     return v[..., -r:].flip(-1)
