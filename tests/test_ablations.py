@@ -100,7 +100,7 @@ def test_make_tables_writes_every_ablation_with_figures_and_regenerates_unchange
     assert "## ablation components" in text and "## ablation pos_pool" in text
     assert "| mimetic | 3 | 45.00 ± 1.00 |" in text and "| +5.00 ± 2.00 | 3/3 |" in text
     assert "mimetic, learned, mean − baseline" in text  # the per-epoch gap table
-    for name in ("ablation_components_bars.png", "ablation_components_test_acc.png", "ablation_pos_pool_bars.png"):
+    for name in ("ablations_components_bars.png", "ablations_components_curves.png", "ablations_pos_pool_bars.png"):
         assert (out.parent / "figures" / name).stat().st_size > 1000
     capsys.readouterr()
     assert make_tables.main(args) == 0

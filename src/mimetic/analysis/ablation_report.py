@@ -31,14 +31,14 @@ class FigureJob:
 
 def figure_jobs(spec: AblationSpec, cmp: Comparison, folder: Path) -> list[FigureJob]:
     """Bars for every ablation, the heat map for a two-factor grid, curves for the init comparisons."""
-    base = folder / f"ablation_{spec.name}"
+    base = folder / f"ablations_{spec.name}"  # "ablations_": never an experiment's curve file name
     jobs = [FigureJob(base.with_name(base.name + "_bars.png"),
                       lambda path, stamp: plot_bars(cmp, spec.title, path, stamp))]
     if len(spec.factors) == 2:
         jobs.append(FigureJob(base.with_name(base.name + "_grid.png"),
                               lambda path, stamp: plot_grid(cmp, spec, path, stamp)))
     if len(spec.factors) == 1 and cmp.xs():
-        jobs.append(FigureJob(base.with_name(f"{base.name}_{cmp.metric.name}.png"),
+        jobs.append(FigureJob(base.with_name(f"{base.name}_curves.png"),
                               lambda path, stamp: plot_curves(cmp, path, stamp=stamp)))
     return jobs
 
