@@ -17,7 +17,8 @@ Parts:
   solver on the measured widths and extrapolated up to d = 4096 (marked ``~``).
 * ``step`` -- training seconds of one epoch (the second: past the warm-up) of ``--step-experiment`` with
   ``aug=basic`` run by the project (loader, on-the-fly augmentation, ``train_step``, its periodic checks)
-  against a bare forward/backward/step loop over the same batches augmented beforehand.
+  against a bare forward/backward/step loop over the same batches augmented beforehand, and against that
+  loop plus the recipe's own update math (gradient clipping, per-step lr), which the pipeline cannot avoid.
 * ``aug`` -- images/s of the project's batched per-sample augmentation (``aug=randaug_cutout`` and
   ``aug=basic``) against torchvision's per-image ``v2`` pipeline with the same ops and magnitudes
   (RandomCrop(pad 4) + flip + RandAugment(2, 9) + normalise + Cutout 16), and of the project's sync-free
@@ -188,7 +189,7 @@ def bench_step(args, device: torch.device) -> None:
     from mimetic.models import build_model
     from mimetic.train.config import load_config
     from mimetic.train.engine import Precision
-    from mimetic.train.optim import build_optimizer
+    from mimetic.train.optim import build_optimizer, build_scheduler
     from mimetic.train.run import run
     from mimetic.train.seeding import generator
     from mimetic.train.tasks import build_task
@@ -209,34 +210,45 @@ def bench_step(args, device: torch.device) -> None:
     units = sum(task.count(b) for b in batches)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def bare_epoch(model, optimizer):
+    def bare_epoch(model, optimizer, scheduler=None):
+        """fwd/bwd/step; with a scheduler, also the recipe's gradient clipping and per-step lr update."""
         model.train()
-        for batch in batches:
+        params = [p for p in model.parameters() if p.requires_grad]
+        for i, batch in enumerate(batches):
             with precision.autocast():
                 loss, _ = task.training_loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if scheduler is not None and t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step_update(num_updates=i + 1)
 
     print(f"\n## step: one epoch of {args.step_experiment} with aug=basic, {len(batches)} steps of "
           f"{t.batch_size} on {device} (training time only; median [min, max] of {args.repeats})")
-    project, bare = [], []
+    project, bare, recipe = [], [], []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             run(composed, run_dir=tmp)
             lines = (Path(tmp) / "metrics.jsonl").read_text().splitlines()
             second = [__import__("json").loads(line) for line in lines][1]  # epoch 2: past the warm-up
             project.append(units / second[f"{task.unit}_per_s"])
-        torch.manual_seed(0)
-        model = build_model(cfg.model, data.spec).to(device)
-        optimizer = build_optimizer(model, cfg.optim)
-        bare_epoch(model, optimizer)  # warm-up epoch, as the project's first
-        bare += timed(partial(bare_epoch, model, optimizer), 1, sync)
-    ratio = statistics.median(project) / statistics.median(bare)
-    ratios = sorted(p / b for p, b in zip(project, bare))
-    print(f"{'project epoch (loader + aug + train_step)':44s} {spread(project)}")
-    print(f"{'bare loop over the same pre-augmented batches':44s} {spread(bare)}")
-    print(f"project / bare: x{ratio:.3f} (per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)})")
+        for with_recipe, out in ((False, bare), (True, recipe)):
+            torch.manual_seed(0)
+            model = build_model(cfg.model, data.spec).to(device)
+            optimizer = build_optimizer(model, cfg.optim)
+            scheduler = build_scheduler(optimizer, cfg.sched, total_steps=2 * len(batches),
+                                        steps_per_epoch=len(batches)) if with_recipe else None
+            bare_epoch(model, optimizer, scheduler)  # warm-up epoch, as the project's first
+            out += timed(partial(bare_epoch, model, optimizer, scheduler), 1, sync)
+    print(f"{'project epoch (loader + aug + train_step)':52s} {spread(project)}")
+    print(f"{'bare loop over the same pre-augmented batches':52s} {spread(bare)}")
+    print(f"{'bare loop + the recipe (grad clip, lr per step)':52s} {spread(recipe)}")
+    for name, base in (("bare", bare), ("bare + recipe", recipe)):
+        ratios = sorted(p / b for p, b in zip(project, base))
+        print(f"project / {name}: x{statistics.median(project) / statistics.median(base):.3f} "
+              f"(per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)})")
 
 
 # --------------------------------------------------------------------------- project vs timm's train.py
