@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import REPO, TINY, cli, composed, read_metrics, signal_after_steps, without_timing
 
+from mimetic.analysis.run_models import model_at_step0
 from mimetic.models import DataSpec, build_model
 from mimetic.train.config import load_config
 from mimetic.train.run import run
@@ -26,24 +27,12 @@ def conv_args(root, *more):
             "model.depth=2", "model.kernel_size=3", *more]
 
 
-def step0_weights(args) -> dict:
-    """The weights a fresh run starts from (same seeded streams as run.py)."""
-    from mimetic.init import apply_init
-    from mimetic.train.seeding import derive_seed, generator
-
-    cfg = load_config(composed(*args))
-    torch.manual_seed(derive_seed(cfg.seed, "model"))
-    model = build_model(cfg.model, DataSpec("classification", num_classes=3))
-    apply_init(model, cfg.init, generator(cfg.seed, "init"))
-    return model.state_dict()
-
-
 @pytest.mark.parametrize("init", ["default", "dw_covariance"])
 def test_frozen_filters_stay_at_their_init_and_the_rest_trains(tmp_path, folder_root, init):
     args = conv_args(folder_root, "trainer.epochs=2", f"init={init}", "model.freeze_depthwise=true")
     run(composed(*args), run_dir=tmp_path)
     trained = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
-    start = step0_weights(args)
+    start = model_at_step0(tmp_path).state_dict()  # same seeded streams as run.py
     for name in DW:
         assert torch.equal(trained[name], start[name]), name
     assert not torch.equal(trained["blocks.0.0.fn.0.bias"], start["blocks.0.0.fn.0.bias"])  # biases train
@@ -71,7 +60,7 @@ def test_unfrozen_filters_train(tmp_path, folder_root):
     args = conv_args(folder_root, "trainer.epochs=1", "init=dw_covariance")
     run(composed(*args), run_dir=tmp_path)
     trained = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
-    assert not torch.equal(trained[DW[0]], step0_weights(args)[DW[0]])
+    assert not torch.equal(trained[DW[0]], model_at_step0(tmp_path).state_dict()[DW[0]])
 
 
 @pytest.mark.parametrize("stop_after", [5, 12])
@@ -86,7 +75,7 @@ def test_frozen_filters_survive_a_mid_epoch_stop_and_resume_bit_for_bit(tmp_path
             run(composed(*args), run_dir=tmp_path / "resumed")
     midway = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     resumed = run(composed(*args), run_dir=tmp_path / "resumed")
-    start = step0_weights(args)
+    start = model_at_step0(tmp_path).state_dict()  # same seeded streams as run.py
     a = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -130,7 +119,7 @@ def test_frozen_filters_bit_identical_after_kill_9_and_resume(tmp_path, folder_r
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert not (resumed / "DONE").exists()
-    start = step0_weights(args)
+    start = model_at_step0(tmp_path).state_dict()  # same seeded streams as run.py
     midway = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(midway[name], start[name]) for name in DW)
     again = cli(*args, f"hydra.run.dir={resumed}")
