@@ -66,6 +66,19 @@ def test_runs_of_another_recipe_are_refused_by_name(tmp_path):
         ablation_comparison(ablation_spec("components"), runs)
 
 
+def test_runs_on_other_images_are_refused(tmp_path):
+    import yaml
+
+    components(tmp_path)
+    other = run_with(tmp_path, "ablation_components", "mimetic_qk", 3, 50.0)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["_run"]["data_fingerprint"] = "feedbeef"
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    runs, _ = scan_runs([tmp_path])
+    with pytest.raises(AnalysisError, match="data fingerprint: 'feedbeef' in 1 run"):
+        ablation_comparison(ablation_spec("components"), runs)
+
+
 def test_no_baseline_runs_names_the_sweep(tmp_path):
     run_with(tmp_path, "ablation_components", "mimetic", 0, 45.0)
     runs, _ = scan_runs([tmp_path])

@@ -57,6 +57,9 @@ class AblationSpec:
         return self.label(self.baseline)
 
 
+DATA_KEY = "data fingerprint"
+
+
 def config_values(run: Run) -> dict[str, object]:
     """The run's resolved config, flattened to dotted keys (``init.alpha_qk``)."""
     return _flatten({k: v for k, v in run.config.items() if k != "_run"})
@@ -80,7 +83,9 @@ def _outside_recipe(key: str, spec: AblationSpec) -> bool:
 
 def recipe_differences(spec: AblationSpec, runs: list[Run]) -> list[str]:
     """Config keys (outside the factors) on which the selected runs disagree, with their values."""
-    configs = [config_values(run) for run in runs]
+    # The data's fingerprint too: dataset.root is outside the run identity (a moved folder is the same
+    # data), so two folders of different images would otherwise look like one recipe.
+    configs = [{**config_values(run), DATA_KEY: run.run_info.get("data_fingerprint")} for run in runs]
     keys = sorted({k for c in configs for k in c if not _outside_recipe(k, spec)})
     lines = []
     for key in keys:
