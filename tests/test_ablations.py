@@ -142,3 +142,15 @@ def test_pretrained_attention_copies_only_attention_from_a_project_run(tmp_path,
             assert torch.equal(value, trained[key]), key
         else:
             assert torch.equal(value, before[key]), key
+
+    # The report says how much diagonal structure the copied attention has, beside mimetic's at step 0.
+    from mimetic.analysis.ablation_report import copied_attention_note
+    from mimetic.analysis.tables import Comparison
+
+    base = [*TINY, "dataset=image_folder", f"dataset.root={folder_root}", "trainer.max_steps=1"]
+    run(composed(*base, "init=mimetic"), run_dir=tmp_path / "mimetic")
+    run(composed(*base, "init=pretrained_attention", f"init.checkpoint={source}"), run_dir=tmp_path / "copied")
+    found = {r.init: {0: r} for r in scan_runs([tmp_path / "mimetic", tmp_path / "copied"])[0]}
+    cmp = Comparison("transfer", found)
+    (note,) = copied_attention_note(cmp)
+    assert "run source, trained): QK " in note and "mimetic init's, at step 0 of mimetic: QK +0." in note

@@ -103,6 +103,35 @@ def recorded_commands(cmp: Comparison) -> list[str]:
             f"seed={','.join(map(str, sorted(seeds)))}`" for others, seeds in sorted(groups.items())]
 
 
+def copied_attention_note(cmp: Comparison) -> list[str]:
+    """For rows that copied attention from a run: how much diagonal structure that attention has.
+
+    A "pre-trained" source is only a fair reference if its attention learned the structure the
+    mimetic init imitates (+diagonal QK, -diagonal VO); this says whether it did, from the
+    source run's own checkpoint, beside the mimetic init's values.
+    """
+    from mimetic.analysis.products import model_products, strength_by_depth
+    from mimetic.analysis.run_models import model_at_step0, trained_model
+
+    sources = {str(config_values(run).get("init.checkpoint")) for runs in cmp.by_init.values()
+               for run in runs.values() if config_values(run).get("init.checkpoint")}
+    def mean_strength(model) -> str:
+        qk, vo = strength_by_depth(model_products(model, ""))
+        return f"QK {sum(qk) / len(qk):+.3f}, VO {sum(vo) / len(vo):+.3f}"
+
+    mimetic = next(iter(cmp.by_init.get("mimetic", {}).values()), None)
+    reference = f"; mimetic init's, at step 0 of {mimetic.path.name}: {mean_strength(model_at_step0(mimetic.path))}" \
+        if mimetic is not None else ""
+    lines = []
+    for source in sorted(sources):
+        path = Path(source)
+        if not (path / "config.yaml").is_file():
+            continue  # a checkpoint file, not a run of this project: nothing to read its recipe from
+        lines.append(f"Diagonal strength of the copied attention (cosine of each product with I, mean over layers; "
+                     f"run {path.name}, trained): {mean_strength(trained_model(path))}{reference}.")
+    return lines
+
+
 def render_ablation_section(spec: AblationSpec, cmp: Comparison, stamp: str,
                             figures: list[str] = ()) -> Section:
     m = cmp.metric
@@ -118,7 +147,8 @@ def render_ablation_section(spec: AblationSpec, cmp: Comparison, stamp: str,
         ratio, per_seed = gap_closed(cmp, "default", "mimetic", "pretrained_attention")
         seeds = ", ".join(f"{v:+.2f}" for v in per_seed)
         lines += [f"Share of the default → pre-trained-attention gap that mimetic init closes: **{ratio:.2f}** "
-                  f"(ratio of mean paired gaps; per seed: {seeds}).", ""]
+                  f"(ratio of mean paired gaps; per seed: {seeds}; above 1: mimetic init ends ahead of the "
+                  "copied attention).", "", *copied_attention_note(cmp), ""]
     gaps = epoch_gap_table(spec, cmp)
     if gaps:
         lines += [f"Paired gap to the baseline ({spec.baseline_label}) at every {cmp.x_key} "
