@@ -113,6 +113,7 @@ def test_make_tables_writes_every_ablation_with_figures_and_regenerates_unchange
     assert "## ablation components" in text and "## ablation pos_pool" in text
     assert "| mimetic | 3 | 45.00 ± 1.00 |" in text and "| +5.00 ± 2.00 | 3/3 |" in text
     assert "mimetic, learned, mean − baseline" in text  # the per-epoch gap table
+    assert "| learned, mean | 40.50 ± 0.71 | 40.50 ± 0.71 | +0.00 ± 0.00 | 0/2 |" in text  # mimetic vs default within
     for name in ("ablations_components_bars.png", "ablations_components_curves.png", "ablations_pos_pool_bars.png"):
         assert (out.parent / "figures" / name).stat().st_size > 1000
     capsys.readouterr()

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimetic.analysis.ablation_figures import plot_bars, plot_grid
-from mimetic.analysis.ablations import AblationSpec, config_values, gap_closed, ordered_labels, row_results
+from mimetic.analysis.ablations import (
+    AblationSpec,
+    config_values,
+    gap_closed,
+    ordered_labels,
+    row_results,
+    within_pairs,
+)
 from mimetic.analysis.figures import plot_curves
 from mimetic.analysis.report import _STAMP, Section, provenance
 from mimetic.analysis.tables import Comparison, _markdown, mean_std
@@ -68,6 +75,24 @@ def epoch_gap_table(spec: AblationSpec, cmp: Comparison) -> str:
     rows = [[str(x)] + [m.format(col[i][0], col[i][1], signed=True) for col in columns]
             for i, x in enumerate(cmp.xs())]
     return _markdown([cmp.x_key] + [f"{label} − baseline" for label in others], rows)
+
+
+def within_table(spec: AblationSpec, cmp: Comparison) -> str:
+    """``spec.within``'s two values paired under each setting of the other factors."""
+    m = cmp.metric
+    rows = []
+    for setting, a, b in within_pairs(spec):
+        if a not in cmp.by_init or b not in cmp.by_init:
+            continue
+        diff = cmp.paired_final_diff(a, b)
+        gap = mean_std(diff)
+        rows.append([setting, m.format(*mean_std(cmp.final(b))[:2]), m.format(*mean_std(cmp.final(a))[:2]),
+                     m.format(gap[0], gap[1], signed=True), f"{sum(m.is_ahead(d) for d in diff)}/{len(diff)}"])
+    if not rows:
+        return ""
+    _, value, base = spec.within
+    return _markdown(["setting", f"{base}", f"{value}", f"paired gap {value} − {base} ({m.gap_unit or m.unit})",
+                      "seeds ahead"], rows)
 
 
 def grid_table(spec: AblationSpec, cmp: Comparison) -> str:
@@ -143,6 +168,9 @@ def render_ablation_section(spec: AblationSpec, cmp: Comparison, stamp: str,
     lines += [rows_table(spec, cmp), ""]
     if len(spec.factors) == 2:
         lines += [f"Final {m.title} on the grid:", "", grid_table(spec, cmp), ""]
+    within = within_table(spec, cmp)
+    if within:
+        lines += [f"{spec.within[1]} against {spec.within[2]} within each setting (final {m.title}):", "", within, ""]
     if spec.name == "transfer" and {"default", "mimetic", "pretrained_attention"} <= set(cmp.by_init):
         ratio, per_seed = gap_closed(cmp, "default", "mimetic", "pretrained_attention")
         seeds = ", ".join(f"{v:+.2f}" for v in per_seed)

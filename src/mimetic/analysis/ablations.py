@@ -48,6 +48,9 @@ class AblationSpec:
     where: tuple[tuple[str, tuple[object, ...]], ...] = ()  # only runs whose key has one of these values
     rows: tuple[tuple[object, ...], ...] = ()  # row order (default: as found, sorted)
     notes: tuple[str, ...] = field(default=())
+    # Also pair these two values of this factor within every setting of the others (e.g. mimetic vs
+    # default under each position embedding x pooling): (factor key, value, baseline value).
+    within: tuple[str, object, object] | None = None
 
     def label(self, values: tuple[object, ...]) -> str:
         return ", ".join(f.text(v) for f, v in zip(self.factors, values))
@@ -153,6 +156,23 @@ def row_results(cmp: Comparison, baseline: str) -> list[RowResult]:
     return out
 
 
+def within_pairs(spec: AblationSpec) -> list[tuple[str, str, str]]:
+    """(setting, row, baseline row) for ``spec.within``: the two values paired under each other setting."""
+    if spec.within is None:
+        return []
+    key, value, base = spec.within
+    index = [f.key for f in spec.factors].index(key)
+    settings = list(dict.fromkeys(tuple(v for i, v in enumerate(row) if i != index) for row in spec.rows))
+    out = []
+    for rest in settings:
+        def row(v, rest=rest):
+            return spec.label(rest[:index] + (v,) + rest[index:])
+
+        name = ", ".join(f.text(v) for f, v in zip([f for i, f in enumerate(spec.factors) if i != index], rest))
+        out.append((name, row(value), row(base)))
+    return out
+
+
 def gap_closed(cmp: Comparison, low: str, mid: str, high: str) -> tuple[float, list[float]]:
     """How much of the ``high − low`` gap ``mid`` closes: ratio of mean paired gaps, and per seed."""
     name = cmp.metric.name
@@ -204,6 +224,7 @@ ABLATIONS: tuple[AblationSpec, ...] = (
         where=(("init.name", ("default", "mimetic")),),
         rows=tuple((i, pe, pool) for pe in ("sincos", "learned") for pool in ("token", "mean")
                    for i in ("default", "mimetic")),
+        within=("init.name", "mimetic", "default"),
         command=("python train.py -m experiment=ablation_pos_pool seed=0,1,2 init=default,mimetic "
                  "model.pos_embed=sincos,learned model.pooling=token,mean"),
     ),
