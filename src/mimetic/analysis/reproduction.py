@@ -17,6 +17,7 @@ Nothing is typed in by hand: a claim whose runs are missing says so instead of a
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class Measured:
     cmp: Comparison | None = None
     missing: str = ""
     extra: list[str] = field(default_factory=list)
+    base: Path | None = None  # run folders are shown relative to it
 
     def line(self) -> str:
         e = self.evidence
@@ -97,7 +99,8 @@ class Measured:
         devices = sorted({r.environment.get("device") or r.summary.get("device") or "?" for r in runs})
         days = sorted({dt.datetime.fromtimestamp(r.finished_at, dt.timezone.utc).strftime("%Y-%m-%d")
                        for r in runs})
-        folders = sorted({str(r.path.parent) for r in runs})
+        folders = sorted({os.path.relpath(r.path.parent, self.base) if self.base else str(r.path.parent)
+                          for r in runs})
         when = days[0] if len(days) == 1 else f"{days[0]} – {days[-1]}"
         return f"{len(runs)} runs in {', '.join(folders)}; {', '.join(devices)}; finished {when}"
 
@@ -168,7 +171,7 @@ def measure(e: Evidence, cache: RunCache) -> Measured:
     absent = [i for i in e.compare if i not in cmp.by_init]
     if absent:
         return Measured(e, missing=f"no runs of {', '.join(absent)} in {where}; train them with `{e.command}`")
-    measured = Measured(e, cmp)
+    measured = Measured(e, cmp, base=cache.base)
     if e.name == "transfer" and "pretrained_attention" in cmp.by_init:
         ratio, per_seed = gap_closed(cmp, "default", "mimetic", "pretrained_attention")
         gap = mean_std(cmp.paired_final_diff("pretrained_attention", "default"))
