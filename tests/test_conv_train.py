@@ -75,7 +75,7 @@ def test_frozen_filters_survive_a_mid_epoch_stop_and_resume_bit_for_bit(tmp_path
             run(composed(*args), run_dir=tmp_path / "resumed")
     midway = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     resumed = run(composed(*args), run_dir=tmp_path / "resumed")
-    start = model_at_step0(tmp_path).state_dict()  # same seeded streams as run.py
+    start = model_at_step0(tmp_path / "reference").state_dict()  # same seeded streams as run.py
     a = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -119,7 +119,7 @@ def test_frozen_filters_bit_identical_after_kill_9_and_resume(tmp_path, folder_r
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert not (resumed / "DONE").exists()
-    start = model_at_step0(tmp_path).state_dict()  # same seeded streams as run.py
+    start = model_at_step0(reference).state_dict()  # same seeded streams as run.py
     midway = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(midway[name], start[name]) for name in DW)
     again = cli(*args, f"hydra.run.dir={resumed}")
