@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import random
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,11 +182,30 @@ def _worker_init(worker_id: int) -> None:
     epoch's iterator shuts them down (always, see ``StreamingLoader.epoch``) or, if the
     training process dies (``kill -9``), by torch's own watchdog within seconds.
     """
-    import signal
-
-    for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"):
+    for name in _STOP_SIGNALS:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+_STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
+
+
+def _start_workers(loader: torch.utils.data.DataLoader):
+    """``iter(loader)`` with the stop signals blocked while its workers fork.
+
+    A worker forked a moment before a job-wide SIGTERM would otherwise die of it before
+    ``_worker_init`` makes it ignore the signal, and the training process would fail on its
+    next batch instead of stopping at the step boundary. Forked workers keep the blocked mask
+    (the same as ignoring); the training process gets the signal the moment it is unblocked.
+    """
+    if loader.num_workers == 0 or not hasattr(signal, "pthread_sigmask"):
+        return iter(loader)
+    stops = {getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Batches:
@@ -264,7 +284,7 @@ class StreamingLoader:
             mine = index.tensor_split(self.world_size)[self.rank] if self.world_size > 1 else index
             batches.append([(int(i), int(seeds[i])) for i in mine])
         self.sampler.batches = [b for b in batches if b]
-        iterator = iter(self.loader)
+        iterator = _start_workers(self.loader)
         try:
             for images, labels in iterator:
                 x = images.to(self.device, non_blocking=True)
