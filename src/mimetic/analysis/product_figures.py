@@ -63,7 +63,7 @@ def plot_products(states: list[ModelProducts], path: Path, stamp: str, layers: l
                      + f"QK = W_q^T W_k per head, VO = W_v^T W_o^T per layer ({shown_size}); "
                      "each panel on its own symmetric colour scale (red +, blue -)", fontsize=8)
         fig.tight_layout()
-        save_figure(fig, path, stamp, dpi=90)  # a noise texture compresses badly: keep the PNG under 1 MB
+        save_figure(fig, path, stamp, dpi=70)  # a noise texture compresses badly: keep the PNG well under 1 MB
     finally:
         plt.close(fig)
 
