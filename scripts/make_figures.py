@@ -35,12 +35,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from mimetic.analysis import AnalysisError
+from mimetic.analysis import AnalysisError, run_script
 from mimetic.analysis.outputs import Decision, decide_figure, fingerprint, refusal
 from mimetic.analysis.report import runs_fingerprint
 from mimetic.analysis.runs import Run, scan_runs
 from mimetic.analysis.tables import PREFER, Comparison, group_runs
-from mimetic.errors import MimeticError
 
 KINDS = ("products", "diagonal", "attention", "curves", "conv")
 DEFAULT_OUT = Path("outputs/figures")
@@ -297,14 +296,7 @@ def make_figures(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        lines = make_figures(args)
-    except MimeticError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+    return run_script(make_figures, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from mimetic.analysis import AnalysisError
+from mimetic.analysis import AnalysisError, run_script
 from mimetic.analysis.ablation_report import figure_jobs as ablation_figure_jobs
 from mimetic.analysis.ablation_report import render_ablation_section
 from mimetic.analysis.ablations import ABLATIONS, ablation_comparison, ablation_spec
@@ -38,7 +38,6 @@ from mimetic.analysis.paper import load_paper_numbers
 from mimetic.analysis.report import figure_link, header_text, merge_report, render_section, runs_fingerprint
 from mimetic.analysis.runs import scan_runs
 from mimetic.analysis.tables import PREFER, group_runs
-from mimetic.errors import MimeticError
 from mimetic.train.rundir import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,17 +174,7 @@ def make_tables(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        lines = make_tables(args)
-    except MimeticError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+    return run_script(make_tables, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ import os
 import sys
 from pathlib import Path
 
+from mimetic.analysis import run_script
 from mimetic.analysis.outputs import decide, fingerprint, refusal
 from mimetic.analysis.paper import load_paper_numbers
 from mimetic.analysis.reproduction import RunCache, evaluate, load_claims, render_report, replace_block, status_table
-from mimetic.errors import MimeticError
 from mimetic.train.rundir import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,14 +89,7 @@ def make_report(args) -> list[str]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        lines = make_report(args)
-    except MimeticError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+    return run_script(make_report, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,3 +12,19 @@ from mimetic.errors import MimeticError
 
 class AnalysisError(MimeticError):
     """Runs or result files that cannot give the table asked for (conflicts, corrupt files, overwrites)."""
+
+
+def run_script(make, args) -> int:
+    """The analysis scripts' error boundary: print what ``make(args)`` says, or one ``error:`` line and 2."""
+    import sys
+
+    try:
+        lines = make(args)
+    except MimeticError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
