@@ -86,7 +86,8 @@ def test_override_of_one_key_works_through_omegaconf():
     a, b = make_vit(dim=64, heads=2, depth=1), make_vit(dim=64, heads=2, depth=1)
     report = apply_init(a, cfg, torch.Generator().manual_seed(0))
     assert report == {"init": "mimetic", "layers": 1, "alpha_qk": 0.5, "beta_qk": 0.7, "alpha_vo": 0.4,
-                      "beta_vo": 0.4, "sign_qk": 1, "sign_vo": -1, "solver": "svd"}
+                      "beta_vo": 0.4, "sign_qk": 1, "sign_vo": -1, "solver": "auto",
+                      "solver_used": "svd"}
     json.dumps(report)
     mimetic_attention_(b, alpha_qk=0.5, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

@@ -11,7 +11,7 @@ import torch
 from conftest import make_vit
 from torch import nn
 
-from mimetic.init import attention_products, factorize, mimetic_attention_
+from mimetic.init import attention_products, factor_jobs, factorize, mimetic_attention_
 from mimetic.init.factorize import SOLVERS, factor_batch, factor_solver
 
 #: Shapes (query_dim, key_dim, value_dim, heads) exercised: square ViT-like and nn.MultiheadAttention with kdim/vdim.
@@ -131,6 +131,28 @@ def test_exact_solvers_match_an_independent_float64_reference(kind, solver):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_mixed_precision_products_within_1e_5_of_an_independent_float64_reference(kind):
+    model = build(kind).double()
+    with factor_solver("mixed"):
+        mimetic_attention_(model, generator=torch.Generator().manual_seed(5))
+    for (qk, vo), (qk_t, vo_t), s in zip(products(model), replay(5, shapes_of(model)), shapes_of(model)):
+        for head, target in zip(qk, qk_t):
+            assert rel(head, numpy_best_rank(target, min(s["hd"], s["m"], s["n"]))) < 1e-5
+        assert rel(vo, numpy_best_rank(vo_t, min(s["attn"], s["v"], s["o"]))) < 1e-10  # VO: exact eigh
+
+
+@pytest.mark.parametrize("d,k", [(384, 64), (768, 64), (500, 100)])
+def test_mixed_precision_at_widths_where_float32_alone_would_not_do(d, k):
+    """Where the float32 pass has a real cut to place (r + oversample < d). Measured: ~1e-6, worst of 20 seeds."""
+    targets, _ = factorize.draw_targets(2, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(d))
+    for wide in (targets, targets[:, : d // 2]):  # square, and taller than wide (the other Gram side)
+        left, right = factor_batch(wide, k, solver="mixed")
+        for t, p in zip(wide.numpy(), (left @ right).numpy()):
+            assert rel(p, numpy_best_rank(t, k)) < 1e-5
+        assert torch.allclose(left.norm(dim=1), right.norm(dim=2), atol=1e-12)  # still balanced
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_float32_model_products_within_1e_5_of_the_float64_reference(kind):
     model = build(kind)
     with factor_solver("eigh"):
@@ -196,27 +218,87 @@ def test_draws_are_reproducible_and_shared_by_every_solver(solver):
 
 
 def test_solver_choice_is_scoped_and_checked():
-    assert factorize.current_solver() == "svd"
+    assert factorize.current_solver() == "auto"
     with factor_solver("randomized"):
         assert factorize.current_solver() == "randomized"
         with pytest.raises(ValueError, match="unknown factorisation solver"):
             with factor_solver("qr"):
                 pass
         assert factorize.current_solver() == "randomized"
-    assert factorize.current_solver() == "svd"
+    assert factorize.current_solver() == "auto"
     with pytest.raises(ValueError, match="unknown factorisation solver"):
         factor_batch(torch.zeros(1, 2, 2), 1, solver="lu")
 
 
-def test_chunking_heads_does_not_change_the_weights(monkeypatch):
+@pytest.mark.parametrize("solver", ["svd", "eigh"])
+def test_batching_heads_does_not_change_the_weights(monkeypatch, solver):
+    """The reference (and any solver on an accelerator) factorises heads in batches of CHUNK_BYTES."""
     a, b = make_vit(dim=64, heads=4, depth=1), make_vit(dim=64, heads=4, depth=1)
-    with factor_solver("eigh"):
+    with factor_solver(solver):
         mimetic_attention_(a, generator=torch.Generator().manual_seed(1))
         monkeypatch.setattr(factorize, "CHUNK_BYTES", 64 * 64 * 8)  # one head at a time
         assert len(factorize.head_chunks(4, 64, 64)) == 4
+        monkeypatch.setattr(factor_jobs, "PARALLEL_ON_CPU", ())  # eigh, too, through the batched path
         mimetic_attention_(b, generator=torch.Generator().manual_seed(1))
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("solver", ["eigh", "mixed", "randomized"])
+def test_the_number_of_cores_does_not_change_the_weights(solver):
+    """On the CPU each head is factorised by a one-thread call in a pool of torch.get_num_threads() workers."""
+    before = torch.get_num_threads()
+    models = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            model = make_vit(dim=64, heads=4, depth=2)
+            with factor_solver(solver):
+                mimetic_attention_(model, generator=torch.Generator().manual_seed(2))
+            assert torch.get_num_threads() == threads  # restored after the pool
+            models.append(model.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    for other in models[1:]:
+        for key, value in models[0].items():
+            assert torch.equal(value, other[key]), key
+
+
+def test_gil_free_lapack_matches_scipy():
+    import scipy.linalg
+
+    from mimetic.init import lapack
+
+    rng = np.random.default_rng(0)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-4)):
+        a = rng.standard_normal((50, 50))
+        gram = (a.T @ a).astype(dtype)
+        want_w, want_v = scipy.linalg.eigh(gram.astype(np.float64), subset_by_index=[40, 49])
+        got = lapack.top_eigh(gram.copy(), 10)
+        assert got.shape == (50, 10) and got.dtype == dtype
+        assert np.abs(got.T.astype(np.float64) @ got - np.eye(10)).max() < tol
+        # Same eigenvectors, largest first, up to sign.
+        assert np.abs(np.abs(got) - np.abs(want_v[:, ::-1])).max() < tol * 100
+    assert lapack._syevr(np.float64) is not None  # the GIL-free path, not the serial fallback
+
+
+def test_auto_keeps_the_reference_for_narrow_layers_and_uses_eigh_for_wide_ones(monkeypatch):
+    assert factorize.resolve_solver("auto", factorize.AUTO_REFERENCE_MAX_WIDTH) == "svd"
+    assert factorize.resolve_solver("auto", factorize.AUTO_REFERENCE_MAX_WIDTH + 1) == "mixed"
+    assert factorize.resolve_solver("randomized", 8) == "randomized"
+    monkeypatch.setattr(factorize, "AUTO_REFERENCE_MAX_WIDTH", 32)  # make a small model count as wide
+    wide, narrow, mixed = (make_vit(dim=48, heads=3, depth=1) for _ in range(3))
+    mimetic_attention_(wide, generator=torch.Generator().manual_seed(8))
+    with factor_solver("mixed"):
+        mimetic_attention_(mixed, generator=torch.Generator().manual_seed(8))
+    monkeypatch.setattr(factorize, "AUTO_REFERENCE_MAX_WIDTH", 48)
+    with factor_solver("svd"):
+        mimetic_attention_(narrow, generator=torch.Generator().manual_seed(8))
+    reference = make_vit(dim=48, heads=3, depth=1)
+    mimetic_attention_(reference, generator=torch.Generator().manual_seed(8))  # auto at width 48 -> svd
+    for key, value in wide.state_dict().items():
+        assert torch.equal(value, mixed.state_dict()[key]), key
+        assert torch.equal(reference.state_dict()[key], narrow.state_dict()[key]), key
 
 
 @pytest.mark.parametrize("d,max_distance", [(192, 0.3), (768, 0.8)])

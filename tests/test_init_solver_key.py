@@ -31,7 +31,8 @@ def test_eigh_from_the_config_gives_the_reference_products(vit_factory, name):
     b = apply_init(fast, {"name": name, "solver": "eigh"}, torch.Generator().manual_seed(0))
     report_a = a.get("attention", a)
     report_b = b.get("attention", b)
-    assert report_a["solver"] == "svd" and report_b["solver"] == "eigh"
+    assert report_a["solver"] == "auto" and report_a["solver_used"] == "svd"  # width 48: the reference
+    assert report_b["solver"] == report_b["solver_used"] == "eigh"
     for pa, pb in zip(products(reference), products(fast)):
         assert torch.linalg.norm(pa - pb) <= 1e-5 * torch.linalg.norm(pa)
 
@@ -39,10 +40,11 @@ def test_eigh_from_the_config_gives_the_reference_products(vit_factory, name):
 def test_the_default_solver_keeps_existing_run_identities_and_another_one_is_a_new_run(folder_root):
     args = [*TINY, "dataset=image_folder", f"dataset.root={folder_root}", "init=mimetic"]
     plain = run_key(load_config(composed(*args)))
-    assert run_key(load_config(composed(*args, "init.solver=svd"))) == plain
+    assert run_key(load_config(composed(*args, "init.solver=auto"))) == plain
+    assert run_key(load_config(composed(*args, "init.solver=svd"))) != plain
     assert run_key(load_config(composed(*args, "init.solver=eigh"))) != plain
 
 
 def test_an_unknown_solver_is_one_message_naming_the_choices():
-    with pytest.raises(MimeticError, match="init.solver='qr' is not one of: svd, eigh, randomized"):
+    with pytest.raises(MimeticError, match="init.solver='qr' is not one of: auto, svd, eigh, mixed, randomized"):
         load_config(composed("init=mimetic", "init.solver=qr"))

@@ -21,15 +21,16 @@ The paper's coefficients live once, in :data:`PAPER_COEFFICIENTS`; the registere
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from mimetic.init import factorize
+from mimetic.init import factor_jobs, factorize
 from mimetic.init.base import INITS, InitError
 from mimetic.init.layers import AttentionAdapter, scan_attention, supported_layers_text
 from mimetic.registry import Option
@@ -76,9 +77,11 @@ class _CoefficientOptions(Option):
     qk: ClassVar[bool] = True
     vo: ClassVar[bool] = True
     # How alpha Z + beta I is factorised (mimetic.init.factorize.SOLVERS): "svd" is the float64 CPU
-    # reference; "eigh" is exact (~1e-13) and runs on the model's device, batched over heads; "randomized"
-    # is an approximate opt-in for very wide models (README "Speed").
-    solver: str = "svd"
+    # reference; "eigh" is exact (~1e-13), one head per core on the CPU, batched on an accelerator;
+    # "mixed" is eigh with a float32 eigensolver refined in float64 (products within ~1e-6); "auto" (the
+    # default) is "svd" up to width 512 and "mixed" above; "randomized" is an approximate opt-in for
+    # very wide models (README "Speed").
+    solver: str = "auto"
 
     def coefficients(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name.startswith(("alpha_", "beta_"))}
@@ -142,37 +145,51 @@ def attention_layers_or_raise(model: nn.Module) -> list[AttentionAdapter]:
     return scan.layers
 
 
-@torch.no_grad()
-def _init_qk(
-    layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None, solver: str = "svd"
-) -> None:
+def _layer_solver(layer: AttentionAdapter, solver: str) -> str:
+    """``solver`` made concrete for this layer ("auto" looks at its widest side), the same for QK and VO."""
+    return factorize.resolve_solver(solver, max(layer.query_dim, layer.key_dim, layer.value_dim, layer.out_dim))
+
+
+def _qk_jobs(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None,
+             solver: str) -> Iterator[factor_jobs.FactorJob]:
+    """One job per head: ``(W_q^i)^T = U_k S_k^1/2`` and ``W_k^i = S_k^1/2 V_k^T`` of its own target."""
     q, k = layer.q_weight(), layer.k_weight()
     hd, m, n = layer.head_dim, layer.query_dim, layer.key_dim
+    solver = _layer_solver(layer, solver)
     device = torch.device("cpu") if solver == "svd" else q.device
-    for heads in factorize.head_chunks(layer.num_heads, m, n):  # heads drawn in order, factorised as a batch
-        targets, spares = factorize.draw_targets(
-            len(heads), m, n, hd, alpha=alpha, beta=beta, noise_dim=m, generator=generator, device=device
-        )
-        left, right = factorize.factor_batch(targets, hd, solver=solver, spares=spares)
-        rows = slice(heads.start * hd, heads.stop * hd)
-        q[rows].copy_(left.transpose(1, 2).reshape(-1, m))  # (W_q^i)^T = U_k S_k^1/2
-        k[rows].copy_(right.reshape(-1, n))  # W_k^i = S_k^1/2 V_k^T
+
+    def draw():
+        targets, spares = factorize.draw_targets(1, m, n, hd, alpha=alpha, beta=beta, noise_dim=m,
+                                                 generator=generator, device=device)
+        return targets[0], None if spares is None else spares[0]
+
+    def write(head: int, left: torch.Tensor, right: torch.Tensor) -> None:
+        q[head * hd:(head + 1) * hd].copy_(left.T)
+        k[head * hd:(head + 1) * hd].copy_(right)
+
+    for head in range(layer.num_heads):
+        yield factor_jobs.FactorJob(m, n, hd, solver, device, draw, functools.partial(write, head))
 
 
-@torch.no_grad()
-def _init_vo(
-    layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None, solver: str = "svd"
-) -> None:
+def _vo_job(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None,
+            solver: str) -> factor_jobs.FactorJob:
+    """The layer's value path: ``W_v^T = U S^1/2``, ``W_o^T = S^1/2 V^T`` (``beta`` carries the sign of I)."""
+    m, n, inner = layer.value_dim, layer.out_dim, layer.attn_dim
+    solver = _layer_solver(layer, solver)
     # One full-rank target per layer: the randomized solver has nothing to truncate, so it uses the exact "eigh".
     solver = "eigh" if solver == "randomized" else solver
     device = torch.device("cpu") if solver == "svd" else layer.v_weight().device
-    m, n, inner = layer.value_dim, layer.out_dim, layer.attn_dim
-    targets, spares = factorize.draw_targets(  # beta carries its sign (-beta_vo for the vision pattern)
-        1, m, n, inner, alpha=alpha, beta=beta, noise_dim=layer.query_dim, generator=generator, device=device
-    )
-    left, right = factorize.factor_batch(targets, inner, solver=solver, spares=spares)
-    layer.v_weight().copy_(left[0].T)  # W_v^T = U S^1/2
-    layer.o_weight().copy_(right[0].T)  # W_o^T = S^1/2 V^T
+
+    def draw():
+        targets, spares = factorize.draw_targets(1, m, n, inner, alpha=alpha, beta=beta, noise_dim=layer.query_dim,
+                                                 generator=generator, device=device)
+        return targets[0], None if spares is None else spares[0]
+
+    def write(left: torch.Tensor, right: torch.Tensor) -> None:
+        layer.v_weight().copy_(left.T)
+        layer.o_weight().copy_(right.T)
+
+    return factor_jobs.FactorJob(m, n, inner, solver, device, draw, write)
 
 
 def mimetic_attention_(
@@ -203,9 +220,10 @@ def mimetic_attention_(
     products (qk-norm, talking heads, ...), meta-device parameters, or modules that look
     like attention but that no adapter recognises.
 
-    The factorisation runs with :func:`mimetic.init.factorize.current_solver`: ``"svd"``, the
-    float64 CPU reference, unless a ``with factorize.factor_solver("eigh"):`` block (exact, faster,
-    on the model's device) or ``factor_solver("randomized")`` (approximate) is active; see
+    The factorisation runs with :func:`mimetic.init.factorize.current_solver`: ``"auto"`` (the float64
+    reference ``"svd"`` for layers up to width 512, the faster ``"mixed"`` above: products within ~1e-6)
+    unless a ``with factorize.factor_solver(name):`` block picks ``"svd"``, ``"eigh"`` (exact),
+    ``"mixed"`` or ``"randomized"`` (approximate); see
     :mod:`mimetic.init.factorize` for their precision and cost.
     """
     problems = coefficient_problems(dict(alpha_qk=alpha_qk, beta_qk=beta_qk, alpha_vo=alpha_vo, beta_vo=beta_vo))
@@ -213,12 +231,17 @@ def mimetic_attention_(
     if problems:
         raise InitError("; ".join(problems))
     layers = attention_layers_or_raise(model)
-    solver = factorize.current_solver()  # "svd" (the reference) unless factorize.factor_solver(...) is active
-    for layer in layers:
-        if qk:
-            _init_qk(layer, alpha_qk, sign_qk * beta_qk, generator, solver)
-        if vo:
-            _init_vo(layer, alpha_vo, sign_vo * beta_vo, generator, solver)
+    solver = factorize.current_solver()  # "auto" unless factorize.factor_solver(...) is active
+
+    def jobs() -> Iterator[factor_jobs.FactorJob]:  # in the documented draw order: each head's QK, then VO
+        for layer in layers:
+            if qk:
+                yield from _qk_jobs(layer, alpha_qk, sign_qk * beta_qk, generator, solver)
+            if vo:
+                yield _vo_job(layer, alpha_vo, sign_vo * beta_vo, generator, solver)
+
+    with torch.no_grad():
+        factor_jobs.run_jobs(jobs())
     return len(layers) if (qk or vo) else 0
 
 
@@ -227,7 +250,9 @@ def _mimetic(model: nn.Module, options: _CoefficientOptions, generator: torch.Ge
     signs = {k: int(v) for k, v in options.signs().items()}
     with factorize.factor_solver(options.solver):
         layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients, **signs)
-    return {"init": options.name, "layers": layers, **coefficients, **signs, "solver": options.solver}
+    used = sorted({_layer_solver(layer, options.solver) for layer in attention_layers_or_raise(model)})
+    return {"init": options.name, "layers": layers, **coefficients, **signs, "solver": options.solver,
+            "solver_used": "+".join(used)}
 
 
 INITS.add("mimetic", MimeticOptions, _mimetic,

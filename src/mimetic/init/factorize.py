@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import math
 
-import numpy as np
 import torch
+
+from mimetic.init import lapack
 
 
 def identity_plus_noise(
@@ -83,14 +84,23 @@ def _svd_factors(target: torch.Tensor, inner: int, spare: torch.Tensor | None) -
 # ``balanced_factors`` above is the reference: a float64 LAPACK SVD (gesdd) on the CPU, O(d^3) per head with a large
 # constant, so a layer costs O(heads * d^3). The solvers below compute the same products faster:
 #
+# * ``"auto"`` -- the default: ``"svd"`` for layers no wider than ``AUTO_REFERENCE_MAX_WIDTH`` (every model this
+#   project trains below paper scale: their weights stay bit for bit what they always were, at < 0.3 s per layer),
+#   ``"mixed"`` for wider ones, where the reference would cost seconds to minutes per layer.
 # * ``"svd"``  -- the reference, unchanged: float64 SVD on the CPU, head by head. Today's weights, bit for bit.
 # * ``"eigh"`` -- exact, fast: the Gram matrix T^T T (or T T^T, the smaller side) in float64, then only its top-r
-#   eigenpairs (LAPACK dsyevr with an index subset on the CPU; batched ``torch.linalg.eigh`` on an accelerator).
+#   eigenpairs (LAPACK dsyevr with an index subset on the CPU, one head per core, see
+#   :mod:`mimetic.init.factor_jobs`; batched ``torch.linalg.eigh`` on an accelerator).
 #   ``left @ right = T V V^T`` is the same best rank-r approximation; measured within ~1e-13 relative of the
-#   reference's product. Still O(heads * d^3), with a constant ~4-6x smaller. Singular vectors carry a canonical
-#   sign (the largest-magnitude entry of each right vector is positive), so CPU and GPU give the same weights up to
-#   rounding; they differ from the reference's weights by per-unit sign flips (q_j, k_j -> -q_j, -k_j), which
-#   leave every product, and so the function the layer computes, unchanged.
+#   reference's product. Still O(heads * d^3), with a constant ~5x smaller, divided by the number of cores.
+#   Singular vectors carry a canonical sign (the largest-magnitude entry of each right vector is positive), so
+#   CPU and GPU give the same weights up to rounding; they differ from the reference's weights by per-unit sign
+#   flips (q_j, k_j -> -q_j, -k_j), which leave every product, and so the function the layer computes, unchanged.
+# * ``"mixed"`` -- the same as ``"eigh"``, with the top r + ``MIXED_OVERSAMPLE`` eigenvectors found in float32 (the
+#   tridiagonal reduction is memory-bound: float32 halves its traffic) and the cut between the r-th and (r+1)-th
+#   placed by a float64 Rayleigh-Ritz step in their span. Products within ~1e-6 relative of the float64 result
+#   (tests/test_init_scale.py checks < 1e-5 against an independent numpy SVD); 1.2x (d = 768) to 1.6x (d = 2048)
+#   cheaper than ``"eigh"`` per head. VO targets are full rank, with no cut to place: they use ``"eigh"``.
 # * ``"randomized"`` -- opt-in, approximate: randomized subspace iteration for the top r (Halko, Martinsson & Tropp
 #   2011) with ``RANDOMIZED_OVERSAMPLE`` extra columns and ``RANDOMIZED_POWER_ITERS`` power iterations, batched
 #   float32 matmuls (the split itself in float64): O(heads * d^2 * k) = O(d^3) per layer. Its sketch comes from
@@ -105,18 +115,29 @@ def _svd_factors(target: torch.Tensor, inner: int, spare: torch.Tensor | None) -
 # machine whatever the model's device; a CUDA generator gives other numbers than a CPU one with the same seed (and
 # torch does not promise the same CUDA stream across GPU models or versions).
 
-SOLVERS = ("svd", "eigh", "randomized")
+SOLVERS = ("auto", "svd", "eigh", "mixed", "randomized")
+#: Extra eigenvectors the float32 pass of ``"mixed"`` finds beyond the r kept (headroom for Rayleigh-Ritz).
+MIXED_OVERSAMPLE = 16
+#: ``"auto"`` keeps the reference ``"svd"`` up to this layer width (query/key/value dims), ``"mixed"`` above it.
+AUTO_REFERENCE_MAX_WIDTH = 512
 RANDOMIZED_OVERSAMPLE = 16
 RANDOMIZED_POWER_ITERS = 4
 #: Bytes of float64 targets factorised at once (heads are processed in chunks that fit).
 CHUNK_BYTES = 256 * 2**20
 
-_solver = "svd"
+_solver = "auto"
 
 
 def current_solver() -> str:
-    """The solver :func:`mimetic.init.mimetic_attention_` uses now (``"svd"``, the reference, unless set)."""
+    """The solver :func:`mimetic.init.mimetic_attention_` uses now (``"auto"`` unless set)."""
     return _solver
+
+
+def resolve_solver(name: str, width: int) -> str:
+    """The concrete solver ``name`` means for a layer whose widest target side is ``width``."""
+    if name != "auto":
+        return name
+    return "svd" if width <= AUTO_REFERENCE_MAX_WIDTH else "mixed"
 
 
 @contextlib.contextmanager
@@ -169,14 +190,17 @@ def draw_targets(
     noise_dim = rows if noise_dim is None else noise_dim
     n_spare = spare_count(rows, cols, inner)
     source = _draw_device(generator)
-    zs, spares = [], []
-    for _ in range(count):
-        zs.append(torch.randn(rows, cols, generator=generator, device=source, dtype=torch.float64))
+    # Drawn into one preallocated block and scaled in place: the same numbers and the same rounding as
+    # ``alpha * (z / sqrt(noise_dim)) + beta * I`` on fresh tensors, at a fraction of the memory traffic.
+    z = torch.empty(count, rows, cols, dtype=torch.float64, device=source)
+    spares = torch.empty(count, n_spare, cols, dtype=torch.float64, device=source) if n_spare else None
+    for i in range(count):
+        torch.randn(rows, cols, generator=generator, dtype=torch.float64, device=source, out=z[i])
         if n_spare:
-            spares.append(torch.randn(n_spare, cols, generator=generator, device=source, dtype=torch.float64))
-    z = torch.stack(zs).to(device) / math.sqrt(noise_dim)
-    targets = alpha * z + beta * torch.eye(rows, cols, dtype=torch.float64, device=device)
-    return targets, (torch.stack(spares).to(device) if n_spare else None)
+            torch.randn(n_spare, cols, generator=generator, dtype=torch.float64, device=source, out=spares[i])
+    targets = z.to(device).div_(math.sqrt(noise_dim)).mul_(alpha)
+    targets.diagonal(dim1=-2, dim2=-1).add_(beta)
+    return targets, (spares.to(device) if n_spare else None)
 
 
 def _canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
@@ -186,44 +210,35 @@ def _canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
     return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
-def _map_over_cores(fn, items: list) -> list:
-    """``[fn(x) for x in items]``, one item per core at a time (torch's thread count).
-
-    LAPACK's tridiagonal reduction is half BLAS-2 and scales poorly with threads inside one call;
-    heads are independent, so one single-threaded call per core does more (the calls release the
-    GIL). Each call's result does not depend on how many run side by side.
-    """
-    workers = min(len(items), torch.get_num_threads())
-    if workers <= 1:
-        return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, items))
-
-
-def _top_eigenvectors(targets: torch.Tensor, r: int, side: str) -> torch.Tensor:
-    """Eigenvectors of the r largest eigenvalues of the Gram matrices of ``targets``, largest first.
+def _top_eigenvectors(targets: torch.Tensor, r: int, side: str, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Eigenvectors of the r largest eigenvalues of the Gram matrices of ``targets``, largest first, in ``dtype``.
 
     ``side="right"``: of T^T T, shape (b, n, r); ``side="left"``: of T T^T, shape (b, m, r). On the CPU,
-    numpy's matmul and LAPACK's dsyevr (only the wanted eigenpairs); elsewhere batched ``torch.linalg.eigh``.
+    numpy's matmul and LAPACK's ?syevr (only the wanted eigenpairs); elsewhere batched ``torch.linalg.eigh``.
     """
-    if targets.device.type == "cpu":
-        import scipy.linalg
-
-        def one(t: np.ndarray) -> torch.Tensor:
-            gram = t.T @ t if side == "right" else t @ t.T
-            n = gram.shape[0]
-            subset = [n - r, n - 1] if r < n else None
-            _, v = scipy.linalg.eigh(gram, subset_by_index=subset, driver="evr", check_finite=False, overwrite_a=True)
-            return torch.from_numpy(np.ascontiguousarray(v[:, ::-1]))
-
-        return torch.stack(_map_over_cores(one, list(targets.numpy())))
-    gram = targets.transpose(-1, -2) @ targets if side == "right" else targets @ targets.transpose(-1, -2)
-    _, v = torch.linalg.eigh(gram)
+    a = targets.to(dtype)
+    if side == "left":
+        a = a.transpose(-1, -2)
+    if a.device.type == "cpu":  # one target after another: mimetic.init.factor_jobs spreads them over cores
+        return torch.stack([torch.from_numpy(lapack.top_eigh(t.T @ t, r)) for t in a.numpy()])
+    _, v = torch.linalg.eigh(a.transpose(-1, -2) @ a)
     return v[..., -r:].flip(-1)
+
+
+def _top_eigenvectors_mixed(targets: torch.Tensor, r: int, side: str) -> torch.Tensor:
+    """:func:`_top_eigenvectors` from a float32 eigensolver, made float64-accurate where it matters.
+
+    The tridiagonal reduction that dominates an eigensolver is memory-bound: float32 halves its traffic. It finds
+    the top ``r + MIXED_OVERSAMPLE`` eigenvectors; a float64 Rayleigh-Ritz step inside their span then separates
+    the r-th from the (r+1)-th, which float32 alone cannot where the spectrum is flat. The span holds the true
+    top r to ~1e-6, which is what the products inherit (measured in tests/test_init_scale.py).
+    """
+    size = targets.shape[-1] if side == "right" else targets.shape[-2]
+    width = min(r + MIXED_OVERSAMPLE, size)
+    q = torch.linalg.qr(_top_eigenvectors(targets, width, side, torch.float32).to(torch.float64)).Q
+    w = (targets @ q) if side == "right" else (targets.transpose(-1, -2) @ q)  # the Gram is (T Q)^T (T Q)
+    _, y = torch.linalg.eigh(w.transpose(-1, -2) @ w)
+    return q @ y[..., -r:].flip(-1)
 
 
 def _split_from_right(targets: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,12 +261,15 @@ def _split_from_left(targets: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tens
     return u * root[:, None, :], right
 
 
-def _factors_eigh(targets: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _factors_eigh(targets: torch.Tensor, r: int, mixed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     m, n = targets.shape[-2:]
+    # A full-rank target (VO) keeps every direction: no cut for float32 to narrow down (measured: no faster), so
+    # it stays exact.
+    top = _top_eigenvectors_mixed if mixed and r < min(m, n) else _top_eigenvectors
     if n <= m:
-        v = _canonical_signs(_top_eigenvectors(targets, r, "right"))
+        v = _canonical_signs(top(targets, r, "right"))
         return _split_from_right(targets, v)
-    u = _top_eigenvectors(targets, r, "left")
+    u = top(targets, r, "left")
     # Canonical sign on the right vectors V^T = S^-1 U^T T, as in the n <= m case.
     left, right = _split_from_left(targets, u)
     sign = torch.sign(torch.gather(right, -1, right.abs().argmax(dim=-1, keepdim=True)))
@@ -264,7 +282,8 @@ def _factors_randomized(targets: torch.Tensor, r: int) -> tuple[torch.Tensor, to
     width = min(r + RANDOMIZED_OVERSAMPLE, m, n)
     sketch = torch.Generator(device=targets.device).manual_seed(0)
     a = targets.to(torch.float32)  # approximate anyway: float32 halves the matmuls' cost, same distance measured
-    omega = torch.randn(b, n, width, generator=sketch, device=targets.device, dtype=a.dtype)
+    # One test matrix shared by every target, so a target's factors do not depend on its batch-mates.
+    omega = torch.randn(n, width, generator=sketch, device=targets.device, dtype=a.dtype).expand(b, n, width)
     q = torch.linalg.qr(a @ omega).Q
     for _ in range(RANDOMIZED_POWER_ITERS):
         w = torch.linalg.qr(a.transpose(-1, -2) @ q).Q
@@ -293,12 +312,15 @@ def factor_batch(
     r = min(inner, m, n)
     if inner > r and (spares is None or spares.shape != (b, inner - r, n)):
         raise ValueError(f"{inner - r} spare rows per target are needed for inner={inner} and a {m}x{n} target")
+    solver = resolve_solver(solver, max(m, n))
     targets = targets.to(torch.float64)
     if solver == "svd":
         pairs = [_svd_factors(t, inner, None if spares is None else spares[i]) for i, t in enumerate(targets.cpu())]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    core = _factors_eigh if solver == "eigh" else _factors_randomized
-    left_r, right_r = core(targets, r)
+    if solver == "randomized":
+        left_r, right_r = _factors_randomized(targets, r)
+    else:
+        left_r, right_r = _factors_eigh(targets, r, mixed=solver == "mixed")
     if inner == r:
         return left_r, right_r
     left = torch.zeros(b, m, inner, dtype=torch.float64, device=targets.device)

@@ -224,9 +224,9 @@ def _drop(tree: dict, dotted: str) -> None:
 
 
 #: Keys added after runs existed: at this value they stay out of the hash, so those runs keep their
-#: identity (and resume); any other value is part of it. (init.solver="svd" is the reference
-#: factorisation every earlier run used.)
-IDENTITY_DEFAULTS = {"init.solver": "svd"}
+#: identity (and resume); any other value is part of it. (init.solver="auto" is the reference "svd" for
+#: every model no wider than 512, i.e. for every run made before the key existed.)
+IDENTITY_DEFAULTS = {"init.solver": "auto"}
 
 
 def _tree_get(tree: dict, dotted: str) -> object:

@@ -1,0 +1,118 @@
+"""Run a model's factorisations: draw every target in order, factorise on every core (or in batches), write.
+
+A mimetic init is a list of independent jobs -- one per head for QK, one per layer for VO -- each "draw a
+target from the generator, factorise it, copy the factors into the weights". The draws must happen in the
+documented order (that is what makes a seed reproducible); the factorisations need not. So:
+
+* on the CPU, with a parallel solver (``eigh``, ``randomized``), the calling thread draws target after target
+  while a pool of one-thread workers (one per thread torch may use) factorises them; results are written in job
+  order. Every call runs on one thread, so the weights are the same on a laptop and on a 64-core node. At most
+  ``2 x workers`` targets are in memory at once, so a d = 4096 model does not hold all its heads;
+* otherwise (the ``svd`` reference, or an accelerator) consecutive jobs of one shape are drawn and stacked into
+  a batch of at most :data:`mimetic.init.factorize.CHUNK_BYTES` and factorised together on the device.
+
+Either way each target's factors depend only on that target (no solver looks at its batch-mates), so the
+weights do not depend on the number of cores, the batch size or the device layout of the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from mimetic.init import factorize
+
+#: Solvers whose CPU factorisations run one target per core (``svd`` is the reference: kept on one thread,
+#: exactly as it always ran, so its weights stay bit-for-bit).
+PARALLEL_ON_CPU = ("eigh", "mixed", "randomized")
+
+
+@dataclass(frozen=True)
+class FactorJob:
+    """One target: ``draw()`` returns it (float64, rows x cols, on ``device``) and its spare rows (or None);
+    ``solver`` factorises it into ``left`` (rows x inner) and ``right`` (inner x cols); ``write`` stores them."""
+
+    rows: int
+    cols: int
+    inner: int
+    solver: str
+    device: torch.device
+    draw: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
+    write: Callable[[torch.Tensor, torch.Tensor], None]
+
+    @property
+    def batch_key(self) -> tuple:
+        return (self.rows, self.cols, self.inner, self.solver, self.device)
+
+
+def run_jobs(jobs: Iterable[FactorJob]) -> None:
+    """Draw, factorise and write every job, in order (see the module docstring for how the work is spread)."""
+    for on_cores, run in itertools.groupby(jobs, key=lambda job: job.device.type == "cpu"
+                                           and job.solver in PARALLEL_ON_CPU):
+        if on_cores:
+            _run_on_cores(run)  # one pool for the whole run: a layer's VO overlaps the next layer's heads
+        else:
+            for _, group in itertools.groupby(run, key=lambda job: job.batch_key):
+                _run_batched(list(group))
+
+
+def _run_batched(jobs: list[FactorJob]) -> None:
+    first = jobs[0]
+    for chunk in factorize.head_chunks(len(jobs), first.rows, first.cols):
+        batch = jobs[chunk.start:chunk.stop]
+        drawn = [job.draw() for job in batch]
+        spares = None if drawn[0][1] is None else torch.stack([s for _, s in drawn])
+        left, right = factorize.factor_batch(torch.stack([t for t, _ in drawn]), first.inner, solver=first.solver,
+                                             spares=spares)
+        for i, job in enumerate(batch):
+            job.write(left[i], right[i])
+
+
+def _factor_one(job: FactorJob, target: torch.Tensor, spares: torch.Tensor | None):
+    left, right = factorize.factor_batch(target[None], job.inner, solver=job.solver,
+                                         spares=None if spares is None else spares[None])
+    return left[0], right[0]
+
+
+def _run_on_cores(jobs: Iterable[FactorJob]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = torch.get_num_threads()  # read before _one_thread_per_call sets it to 1
+    with _one_thread_per_call(), ThreadPoolExecutor(workers) as pool:
+        in_flight: deque = deque()
+        for job in _drawn_in_order(jobs):
+            if len(in_flight) >= 2 * workers:  # bound the memory: write the oldest before drawing more
+                done_job, future = in_flight.popleft()
+                done_job.write(*future.result())
+            in_flight.append((job[0], pool.submit(_factor_one, *job)))
+        while in_flight:
+            done_job, future = in_flight.popleft()
+            done_job.write(*future.result())
+
+
+def _drawn_in_order(jobs: Iterable[FactorJob]) -> Iterator[tuple[FactorJob, torch.Tensor, torch.Tensor | None]]:
+    for job in jobs:
+        yield (job, *job.draw())
+
+
+@contextlib.contextmanager
+def _one_thread_per_call():
+    """torch and the BLAS/LAPACK libraries on one thread each while the pool runs (then as before).
+
+    LAPACK's tridiagonal reduction is half BLAS-2 and gains little from threads inside one call; one call per
+    core gains ~2x on 2 cores. The number of threads never changes a result here (each call is sequential).
+    """
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
