@@ -5,9 +5,9 @@ target from the generator, factorise it, copy the factors into the weights". The
 documented order (that is what makes a seed reproducible); the factorisations need not. So:
 
 * on the CPU, with a parallel solver (``eigh``, ``randomized``), the calling thread draws target after target
-  while a pool of one-thread workers (one per thread torch may use) factorises them; results are written in job
-  order. Every call runs on one thread, so the weights are the same on a laptop and on a 64-core node. At most
-  ``2 x workers`` targets are in memory at once, so a d = 4096 model does not hold all its heads;
+  while a pool of one-thread workers (one per thread torch may use) factorises them, costliest first. Every call
+  runs on one thread, so the weights are the same on a laptop and on a 64-core node. At most
+  :data:`WINDOW_BYTES` of targets are held at once, so a d = 4096 model does not hold all its heads;
 * otherwise (the ``svd`` reference, or an accelerator) consecutive jobs of one shape are drawn and stacked into
   a batch of at most :data:`mimetic.init.factorize.CHUNK_BYTES` and factorised together on the device.
 
@@ -18,14 +18,17 @@ weights do not depend on the number of cores, the batch size or the device layou
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
-from mimetic.init import factorize
+from mimetic.init import factorize, lapack
+
+#: Bytes of drawn targets the CPU pool may hold ahead of the workers (at least one per worker is always drawn).
+WINDOW_BYTES = 1 << 30
 
 #: Solvers whose CPU factorisations run one target per core (``svd`` is the reference: kept on one thread,
 #: exactly as it always ran, so its weights stay bit-for-bit).
@@ -80,24 +83,53 @@ def _factor_one(job: FactorJob, target: torch.Tensor, spares: torch.Tensor | Non
 
 
 def _run_on_cores(jobs: Iterable[FactorJob]) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+    """Draw in order on this thread; factorise on ``workers`` threads, the costliest drawn job first.
+
+    The order of the writes does not matter (each job owns its weights). Starting the costliest waiting job
+    first matters: a layer's VO (a full eigendecomposition, ~5 heads' worth) is drawn last, and run in draw
+    order it would finish alone on one core while the others idle.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     workers = torch.get_num_threads()  # read before _one_thread_per_call sets it to 1
+    upcoming = iter(jobs)
+    waiting: list = []  # heap of (-cost, draw number, job, target, spares): drawn, not started
+    running: dict = {}  # future -> (job, bytes held)
+    held, drawn, exhausted = 0, 0, False
+
+    def finish(futures) -> None:
+        nonlocal held
+        for future in futures:
+            job, size = running.pop(future)
+            job.write(*future.result())
+            held -= size
+
     with _one_thread_per_call(), ThreadPoolExecutor(workers) as pool:
-        in_flight: deque = deque()
-        for job in _drawn_in_order(jobs):
-            if len(in_flight) >= 2 * workers:  # bound the memory: write the oldest before drawing more
-                done_job, future = in_flight.popleft()
-                done_job.write(*future.result())
-            in_flight.append((job[0], pool.submit(_factor_one, *job)))
-        while in_flight:
-            done_job, future = in_flight.popleft()
-            done_job.write(*future.result())
+        while True:
+            while waiting and len(running) < workers:
+                _, _, job, target, spares = heapq.heappop(waiting)
+                running[pool.submit(_factor_one, job, target, spares)] = (job, target.numel() * target.element_size())
+            may_draw = held < WINDOW_BYTES or len(waiting) + len(running) < workers  # always keep the workers fed
+            if not exhausted and may_draw:
+                job = next(upcoming, None)
+                if job is None:
+                    exhausted = True
+                    continue
+                target, spares = job.draw()  # on this thread, in order, while the workers factorise
+                held += target.numel() * target.element_size()
+                heapq.heappush(waiting, (-_cost(job), drawn, job, target, spares))
+                drawn += 1
+                finish(wait(running, timeout=0).done)
+            elif running:
+                finish(wait(running, return_when=FIRST_COMPLETED).done)
+            elif exhausted and not waiting:
+                return
 
 
-def _drawn_in_order(jobs: Iterable[FactorJob]) -> Iterator[tuple[FactorJob, torch.Tensor, torch.Tensor | None]]:
-    for job in jobs:
-        yield (job, *job.draw())
+def _cost(job: FactorJob) -> float:
+    """Relative cost of a job: the tridiagonal reduction (side^3) plus the back-transformation (side^2 * kept)."""
+    side = min(job.rows, job.cols)
+    return side**2 * (side + min(job.inner, side))
 
 
 @contextlib.contextmanager
@@ -107,8 +139,12 @@ def _one_thread_per_call():
     LAPACK's tridiagonal reduction is half BLAS-2 and gains little from threads inside one call; one call per
     core gains ~2x on 2 cores. The number of threads never changes a result here (each call is sequential).
     """
+    import numpy as np
     from threadpoolctl import threadpool_limits
 
+    # threadpoolctl limits only the libraries already loaded: load scipy's LAPACK (its own OpenBLAS) first,
+    # or the workers' first calls would load it unlimited (measured: 2 threads per call, 1.7x slower overall).
+    lapack.syevr(np.float32), lapack.syevr(np.float64)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -29,7 +29,7 @@ _SYEVR_ARGS = (_CHAR, _CHAR, _CHAR, _INT, _PTR, _INT, _PTR, _PTR, _INT, _INT, _P
 
 
 @functools.cache
-def _syevr(dtype: np.dtype):
+def syevr(dtype: np.dtype):
     """``ssyevr``/``dsyevr`` as a GIL-releasing ctypes function, or None if scipy does not expose it."""
     try:
         from scipy.linalg import cython_lapack
@@ -52,8 +52,8 @@ def top_eigh(gram: np.ndarray, count: int) -> np.ndarray:
     """
     n = gram.shape[0]
     count = min(count, n)
-    routine = _syevr(gram.dtype)
-    if routine is None:
+    call_syevr = syevr(gram.dtype)
+    if call_syevr is None:
         import scipy.linalg
 
         _, v = scipy.linalg.eigh(gram, subset_by_index=[n - count, n - 1], driver="evr", check_finite=False,
@@ -70,7 +70,7 @@ def top_eigh(gram: np.ndarray, count: int) -> np.ndarray:
     size, low, high = ctypes.c_int(n), ctypes.c_int(n - count + 1), ctypes.c_int(n)
 
     def call(work: np.ndarray, lwork: int, iwork: np.ndarray, liwork: int) -> None:
-        routine(b"V", b"I", b"L", ctypes.byref(size), a.ctypes.data, ctypes.byref(size),
+        call_syevr(b"V", b"I", b"L", ctypes.byref(size), a.ctypes.data, ctypes.byref(size),
                 scalar.ctypes.data, scalar.ctypes.data, ctypes.byref(low), ctypes.byref(high), scalar.ctypes.data,
                 ctypes.byref(found), w.ctypes.data, z.ctypes.data, ctypes.byref(size), isuppz.ctypes.data,
                 work.ctypes.data, ctypes.byref(ctypes.c_int(lwork)), iwork.ctypes.data,
