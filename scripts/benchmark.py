@@ -2,7 +2,7 @@
 
     nice -n 5 python scripts/benchmark.py --threads 1                      # init (d = 384, 768) + augmentation
     python scripts/benchmark.py --parts step --repeats 3                  # project epoch vs bare loop
-    python scripts/benchmark.py --parts init --dims 384 768 1536 2048 --solvers eigh randomized
+    python scripts/benchmark.py --parts init --dims 384 768 1024 1536 2048 4096 --repeats 3
     python scripts/benchmark.py --parts aug --batch 256 --repeats 5
     python scripts/benchmark.py --parts timm --timm-train /path/to/pytorch-image-models/train.py \
         --folder data/cifar10-jpeg-6k                                     # project vs timm's train.py
@@ -12,9 +12,12 @@ Parts:
 * ``init`` -- seconds per attention layer (timm ``Attention``, head dim 64 unless ``--heads``) for timm's
   default ViT init of the same layer (trunc-normal 0.02 on qkv/proj, zero biases) and for mimetic init with
   each solver of :mod:`mimetic.init.factorize` (``svd`` = the float64 CPU reference, ``eigh`` = exact and
-  fast, ``randomized`` = approximate). Each figure is the median of ``--repeats`` runs with [min, max];
-  ratios are of medians taken in this one process. A cost model ``t = c * heads * d^3`` is fitted per
-  solver on the measured widths and extrapolated up to d = 4096 (marked ``~``).
+  fast, ``mixed`` = float32 eigensolver refined in float64, what the default ``auto`` uses above width 512,
+  ``randomized`` = approximate). Each figure is the median of ``--repeats`` runs with [min, max] (the max is
+  usually the first call, which also loads LAPACK and touches fresh memory); ratios are of medians taken in
+  this one process. The reference is skipped above ``--reference-max-dim`` (minutes per layer). A cost model
+  ``t = c * heads * d^3`` is fitted per solver at its widest measured width and extrapolated to the others
+  up to d = 4096 (marked ``~``).
 * ``step`` -- training seconds of one epoch (the second: past the warm-up) of ``--step-experiment`` with
   ``aug=basic`` run by the project (loader, on-the-fly augmentation, ``train_step``, its periodic checks)
   against a bare forward/backward/step loop over the same batches augmented beforehand, and against that
@@ -104,29 +107,37 @@ def bench_init(args, device: torch.device) -> None:
         row = f"{d:5d} {heads:5d}  {spread(base):>28}"
         ratios = []
         for solver in args.solvers:
+            if solver == "svd" and d > args.reference_max_dim:
+                row += f"  {'skipped':>28}"
+                continue
             gen = torch.Generator().manual_seed(0)
             with factor_solver(solver):
                 t = timed(partial(mimetic_attention_, model, generator=gen), args.repeats, sync)
             measured[solver].append((d, heads, statistics.median(t)))
             row += f"  {spread(t):>28}"
             ratios.append(f"{solver}/timm x{statistics.median(t) / statistics.median(base):.0f}")
-        if "svd" in args.solvers:
+        if "svd" in args.solvers and measured["svd"] and measured["svd"][-1][0] == d:
             ref = measured["svd"][-1][2]
             ratios += [f"svd/{s} x{ref / measured[s][-1][2]:.1f}" for s in args.solvers if s != "svd"]
         print(row + "   " + ", ".join(ratios), flush=True)
 
-    print("\n### cost model t = c * heads * d^3 (c fitted on the measured widths; ~ = extrapolated)")
+    print("\n### cost model t = c * heads * d^3 (c from the widest measured width; ~ = extrapolated)")
     widths = sorted({*args.dims, 384, 768, 1024, 1536, 2048, 4096})
     print(f"{'d':>5} {'heads':>5}  " + "  ".join(f"{s:>12}" for s in args.solvers))
     fitted = {}
     for s, points in measured.items():
-        fitted[s] = statistics.median(t / (h * d**3) for d, h, t in points)
+        if points:  # the widest point: c shrinks with d while BLAS-3 work grows (read the small widths as measured)
+            d, h, t = max(points)
+            fitted[s] = t / (h * d**3)
     for d in widths:
         heads = args.heads or max(1, d // HEAD_DIM)
         cells = []
         for s in args.solvers:
             got = [t for dd, _, t in measured[s] if dd == d]
-            cells.append(f"{got[0]:11.2f}s" if got else f"~{fitted[s] * heads * d**3:10.1f}s")
+            if got or s in fitted:
+                cells.append(f"{got[0]:11.2f}s" if got else f"~{fitted[s] * heads * d**3:10.1f}s")
+            else:
+                cells.append(f"{'-':>12}")
         print(f"{d:5d} {heads:5d}  " + "  ".join(cells))
 
 
@@ -322,7 +333,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
     parser.add_argument("--heads", type=int, default=None, help=f"heads per layer (default d / {HEAD_DIM})")
-    parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "randomized"])
+    parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "mixed", "randomized"])
+    parser.add_argument("--reference-max-dim", type=int, default=2048,
+                        help="skip the svd reference above this width (extrapolated instead)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--step-experiment", default="proxy_digits", help="experiment config for the step part")
     parser.add_argument("--timm-train", default=None, help="timm's train.py (from the timm repository)")

@@ -210,6 +210,11 @@ def _canonical_signs(vectors: torch.Tensor) -> torch.Tensor:
     return vectors * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
+def _use_lapack(a: torch.Tensor) -> bool:
+    """CPU tensors go to LAPACK's partial eigensolver; accelerators to batched ``torch.linalg.eigh``."""
+    return a.device.type == "cpu"
+
+
 def _top_eigenvectors(targets: torch.Tensor, r: int, side: str, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Eigenvectors of the r largest eigenvalues of the Gram matrices of ``targets``, largest first, in ``dtype``.
 
@@ -219,7 +224,7 @@ def _top_eigenvectors(targets: torch.Tensor, r: int, side: str, dtype: torch.dty
     a = targets.to(dtype)
     if side == "left":
         a = a.transpose(-1, -2)
-    if a.device.type == "cpu":  # one target after another: mimetic.init.factor_jobs spreads them over cores
+    if _use_lapack(a):  # one target after another: mimetic.init.factor_jobs spreads them over cores
         return torch.stack([torch.from_numpy(lapack.top_eigh(t.T @ t, r)) for t in a.numpy()])
     _, v = torch.linalg.eigh(a.transpose(-1, -2) @ a)
     return v[..., -r:].flip(-1)
