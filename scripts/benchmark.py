@@ -116,6 +116,8 @@ def bench_init(args, device: torch.device) -> None:
             measured[solver].append((d, heads, statistics.median(t)))
             row += f"  {spread(t):>28}"
             ratios.append(f"{solver}/timm x{statistics.median(t) / statistics.median(base):.0f}")
+        if args.accuracy:
+            ratios.append(_product_distances(d, d // heads, [s for s in args.solvers if s != "svd"]))
         if "svd" in args.solvers and measured["svd"] and measured["svd"][-1][0] == d:
             ref = measured["svd"][-1][2]
             ratios += [f"svd/{s} x{ref / measured[s][-1][2]:.1f}" for s in args.solvers if s != "svd"]
@@ -139,6 +141,23 @@ def bench_init(args, device: torch.device) -> None:
             else:
                 cells.append(f"{'-':>12}")
         print(f"{d:5d} {heads:5d}  " + "  ".join(cells))
+
+
+def _product_distances(d: int, k: int, solvers: list[str]) -> str:
+    """Relative distance of one head's product from numpy's float64 SVD of the same drawn target, per solver."""
+    import numpy as np
+
+    from mimetic.init import factorize
+
+    target, _ = factorize.draw_targets(1, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
+    u, s, vh = np.linalg.svd(target[0].numpy())
+    best = (u[:, :k] * s[:k]) @ vh[:k]
+    out = []
+    for solver in solvers:
+        left, right = factorize.factor_batch(target, k, solver=solver)
+        product = (left @ right)[0].numpy()
+        out.append(f"{solver} {np.linalg.norm(product - best) / np.linalg.norm(best):.1e}")
+    return "distance from float64 SVD: " + ", ".join(out)
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -334,6 +353,8 @@ def main() -> None:
     parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
     parser.add_argument("--heads", type=int, default=None, help=f"heads per layer (default d / {HEAD_DIM})")
     parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "mixed", "randomized"])
+    parser.add_argument("--accuracy", action="store_true",
+                        help="init part: also print each solver's distance from numpy's float64 SVD (one head)")
     parser.add_argument("--reference-max-dim", type=int, default=2048,
                         help="skip the svd reference above this width (extrapolated instead)")
     parser.add_argument("--batch", type=int, default=256)
