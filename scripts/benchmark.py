@@ -33,6 +33,16 @@ Parts:
   and training images/s of the last epoch. The pipelines differ by design: timm decodes the JPEGs every
   epoch in DataLoader workers (``-j``), the project decodes the folder once and augments whole batches.
 
+* ``throughput`` -- the paper's headline run as the config defines it (``--throughput-overrides``; default
+  ViT-Tiny/2 on CIFAR-10 shapes with the train config's recipe): training images/s of ``train_step`` on random
+  batches already on the device (bf16 autocast, fused AdamW, ``channels_last``, ``trainer.compile`` as the
+  config sets them there), model FLOPs per image (torch's FlopCounterMode, forward + backward), the model FLOPs
+  utilisation against the device's bf16 peak (datasheet table for known GPUs, or ``--peak-tflops``), and the
+  projected training time of ``trainer.epochs`` epochs of 50,000 images. On a GPU:
+
+      python scripts/benchmark.py --parts throughput                      # eager
+      python scripts/benchmark.py --parts throughput --throughput-overrides trainer.compile=true
+
 Timings on a machine shared with other jobs are noisy: the spread says how noisy. Nothing in the test
 suite depends on a time; this script is where speed targets are checked.
 """
@@ -47,6 +57,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -281,6 +292,99 @@ def bench_step(args, device: torch.device) -> None:
               f"(per-repeat ratios {', '.join(f'{r:.3f}' for r in ratios)})")
 
 
+# --------------------------------------------------------------------------- throughput of the paper's run
+#: Dense bf16 tensor-core peaks from the vendors' datasheets (TFLOP/s), matched against the device name.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,
+                    "RTX 4090": 165.0}
+CIFAR10_TRAIN_IMAGES = 50_000
+
+
+def peak_tflops(device: torch.device, given: float | None) -> float | None:
+    """--peak-tflops, else the datasheet peak of a known GPU, else None (no MFU printed)."""
+    if given:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def bench_throughput(args, device: torch.device) -> dict:
+    """Images/s of the paper's headline run (default: ViT-Tiny/2 on CIFAR-10 shapes, the train config's recipe),
+    its model FLOPs per image (forward + backward, counted by torch's FlopCounterMode), the model FLOPs
+    utilisation against the device's peak, and the projected time of ``trainer.epochs`` epochs of CIFAR-10.
+
+    Batches are random tensors of the training shape already on the device: this measures the step (bf16
+    autocast, fused AdamW, ``channels_last``, ``trainer.compile`` as the config sets them on that device), not
+    the loader."""
+    from hydra import compose, initialize_config_dir
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mimetic.models import build_model
+    from mimetic.models.base import DataSpec
+    from mimetic.train.config import load_config
+    from mimetic.train.engine import Precision, train_step
+    from mimetic.train.optim import build_optimizer, build_scheduler
+    from mimetic.train.tasks import build_task
+
+    overrides = ["logger.mode=disabled", f"trainer.device={device.type}", *args.throughput_overrides]
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = load_config(compose(config_name="train", overrides=overrides))
+    t = cfg.trainer
+    batch_size = args.throughput_batch or t.batch_size
+    spec = DataSpec("classification", num_classes=10, image_size=cfg.model.input_size)
+    task = build_task("classification", cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, spec).to(device, memory_format=cfg.model.memory_format(device))
+    optimizer = build_optimizer(model, cfg.optim)
+    steps_per_epoch = CIFAR10_TRAIN_IMAGES // t.batch_size
+    scheduler = build_scheduler(optimizer, cfg.sched, total_steps=t.epochs * steps_per_epoch,
+                                steps_per_epoch=steps_per_epoch)
+    precision = Precision.resolve(t.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+    size = cfg.model.input_size
+    x = torch.randn(batch_size, 3, size, size, device=device)
+    batch = (x.contiguous(memory_format=cfg.model.memory_format(device)), torch.randint(0, 10, (batch_size,),
+                                                                                        device=device))
+    # Eager, one forward + backward, attention through the math backend: its matmuls are what the counter sees
+    # on every device (the fused CPU attention kernel has no FLOP formula and would count as zero).
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        with precision.autocast():
+            loss, _ = task.training_loss(model, batch)
+        loss.backward()
+    flops_per_image = counter.get_total_flops() / batch_size
+    optimizer.zero_grad(set_to_none=True)
+    train_model = torch.compile(model) if t.compile else model
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def steps(n: int) -> None:
+        for i in range(n):
+            train_step(train_model, batch, task, optimizer, scheduler, scaler, precision=precision,
+                       grad_clip=t.grad_clip, num_updates=i + 1)
+
+    steps(args.throughput_warmup)  # compile, autotune, allocator warm-up
+    rates = [batch_size * args.throughput_steps / s for s in timed(partial(steps, args.throughput_steps),
+                                                                 args.repeats, sync)]
+    rate = statistics.median(rates)
+    peak = peak_tflops(device, args.peak_tflops)
+    total = flops_per_image * CIFAR10_TRAIN_IMAGES * t.epochs
+    out = {"images_per_s": rate, "flops_per_image": flops_per_image, "total_flops": total,
+           "projected_s": CIFAR10_TRAIN_IMAGES * t.epochs / rate,
+           "mfu": flops_per_image * rate / (peak * 1e12) if peak else None}
+    print(f"\n## throughput: {cfg.model.name}, batch {batch_size}, precision {t.precision} -> "
+          f"{precision.dtype or 'fp32'}, compile={t.compile}, on {device} ({args.throughput_steps} steps, "
+          f"median [min, max] of {args.repeats})")
+    print(f"training images/s                  {rate:10.1f} [{min(rates):.1f}, {max(rates):.1f}]")
+    print(f"model FLOPs per image (fwd + bwd)  {flops_per_image / 1e9:10.2f} GFLOP")
+    print("model FLOPs utilisation            " + (f"{100 * out['mfu']:10.1f} % of {peak:.0f} TFLOP/s" if peak else
+                                                  "       n/a (pass --peak-tflops for this device)"))
+    print(f"projected {t.epochs} epochs of CIFAR-10   {out['projected_s'] / 60:10.1f} min of training "
+          f"({total / 1e15:.1f} PFLOP; evaluation and data loading not included)")
+    return out
+
+
 # --------------------------------------------------------------------------- project vs timm's train.py
 TIMM_VIT = {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 2}
 
@@ -347,7 +451,8 @@ def bench_timm(args, device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["init", "aug"], choices=["init", "aug", "step", "timm"])
+    parser.add_argument("--parts", nargs="+", default=["init", "aug"],
+                        choices=["init", "aug", "step", "timm", "throughput"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
@@ -359,6 +464,13 @@ def main() -> None:
                         help="skip the svd reference above this width (extrapolated instead)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--step-experiment", default="proxy_digits", help="experiment config for the step part")
+    parser.add_argument("--throughput-overrides", nargs="*", default=[],
+                        help="config overrides for the throughput part (default: the paper's ViT-Tiny/2 recipe)")
+    parser.add_argument("--throughput-batch", type=int, default=None, help="batch size (default: the config's)")
+    parser.add_argument("--throughput-steps", type=int, default=20)
+    parser.add_argument("--throughput-warmup", type=int, default=5)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak for the MFU (default: datasheet bf16 peak of known GPUs)")
     parser.add_argument("--timm-train", default=None, help="timm's train.py (from the timm repository)")
     parser.add_argument("--folder", default="data/cifar10-jpeg-6k", help="image folder for the timm part")
     parser.add_argument("--timm-epochs", type=int, default=2)
@@ -384,6 +496,8 @@ def main() -> None:
         bench_step(args, device)
     if "timm" in args.parts:
         bench_timm(args, device)
+    if "throughput" in args.parts:
+        bench_throughput(args, device)
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in _load())}")
 
 
