@@ -4,7 +4,7 @@ A mimetic init is a list of independent jobs -- one per head for QK, one per lay
 target from the generator, factorise it, copy the factors into the weights". The draws must happen in the
 documented order (that is what makes a seed reproducible); the factorisations need not. So:
 
-* on the CPU, with a parallel solver (``eigh``, ``randomized``), the calling thread draws target after target
+* on the CPU, with a parallel solver (``eigh``, ``mixed``, ``randomized``), the calling thread draws target after target
   while a pool of one-thread workers (one per thread torch may use) factorises them, costliest first. Every call
   runs on one thread, so the weights are the same on a laptop and on a 64-core node. At most
   :data:`WINDOW_BYTES` of targets are held at once, so a d = 4096 model does not hold all its heads;
@@ -54,7 +54,7 @@ class FactorJob:
 
 
 def run_jobs(jobs: Iterable[FactorJob]) -> None:
-    """Draw, factorise and write every job, in order (see the module docstring for how the work is spread)."""
+    """Draw every job in order, factorise it and write its factors (the module docstring says where each runs)."""
     for on_cores, run in itertools.groupby(jobs, key=lambda job: job.device.type == "cpu"
                                            and job.solver in PARALLEL_ON_CPU):
         if on_cores:
