@@ -108,12 +108,13 @@ def bench_init(args, device: torch.device) -> None:
     header = f"{'d':>5} {'heads':>5}  {'timm default':>28}"
     for s in args.solvers:
         header += f"  {'mimetic ' + s:>28}"
-    print(header + "   ratios (medians)")
+    if args.dims:
+        print(header + "   ratios (medians)")
     measured: dict[str, list[tuple[int, int, float]]] = {s: [] for s in args.solvers}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for d in args.dims:
         heads = args.heads or max(1, d // HEAD_DIM)
         model = OneLayer(d, heads).to(device)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         base = timed(partial(timm_default_init, model), args.repeats, sync)
         row = f"{d:5d} {heads:5d}  {spread(base):>28}"
         ratios = []
@@ -134,6 +135,22 @@ def bench_init(args, device: torch.device) -> None:
             ratios += [f"svd/{s} x{ref / measured[s][-1][2]:.1f}" for s in args.solvers if s != "svd"]
         print(row + "   " + ", ".join(ratios), flush=True)
 
+    for name in args.whole_models:  # whole timm models, as a user would call the init on them
+        import timm
+
+        from mimetic.init.attention import attention_layers_or_raise
+
+        model = timm.create_model(name, pretrained=False).to(device)
+        for solver in args.whole_solvers:
+            with factor_solver(solver):
+                t = timed(partial(mimetic_attention_, model, generator=torch.Generator().manual_seed(0)),
+                          args.repeats, sync)
+            layers = attention_layers_or_raise(model)
+            print(f"{name} ({len(layers)} attention layers), solver {solver}: {spread(t)} for the model, "
+                  f"{statistics.median(t) / len(layers):.2f} s per layer", flush=True)
+
+    if not args.dims:
+        return
     print("\n### cost model t = c * heads * d^3 (c from the widest measured width; ~ = extrapolated)")
     widths = sorted({*args.dims, 384, 768, 1024, 1536, 2048, 4096})
     print(f"{'d':>5} {'heads':>5}  " + "  ".join(f"{s:>12}" for s in args.solvers))
@@ -455,9 +472,12 @@ def main() -> None:
                         choices=["init", "aug", "step", "timm", "throughput"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dims", nargs="+", type=int, default=[384, 768])
+    parser.add_argument("--dims", nargs="*", type=int, default=[384, 768], help="init part: layer widths (none: skip)")
     parser.add_argument("--heads", type=int, default=None, help=f"heads per layer (default d / {HEAD_DIM})")
     parser.add_argument("--solvers", nargs="+", default=["svd", "eigh", "mixed", "randomized"])
+    parser.add_argument("--whole-models", nargs="*", default=[],
+                        help="init part: also time whole timm models (e.g. vit_base_patch16_224), random weights")
+    parser.add_argument("--whole-solvers", nargs="+", default=["auto"], help="solvers for --whole-models")
     parser.add_argument("--accuracy", action="store_true",
                         help="init part: also print each solver's distance from numpy's float64 SVD (one head)")
     parser.add_argument("--reference-max-dim", type=int, default=2048,
