@@ -1,4 +1,5 @@
-"""scripts/benchmark.py --parts throughput: the FLOP count, MFU and projection arithmetic (no time is checked)."""
+"""scripts/benchmark.py: the throughput part's FLOP count, MFU and projection arithmetic, and the init part's
+table on tiny widths (no time is checked: the script is where speed is measured)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def test_peak_table_picks_the_right_gpu(benchmark, monkeypatch):
     assert benchmark.peak_tflops(torch.device("cuda"), None) is None
     assert benchmark.peak_tflops(torch.device("cpu"), 3.5) == 3.5
     assert benchmark.peak_tflops(torch.device("cpu"), None) is None
+
+
+def test_init_part_prints_every_solver_and_their_distances(benchmark, capsys):
+    args = argparse.Namespace(dims=[128], heads=2, solvers=["svd", "eigh", "mixed", "randomized"], repeats=1,
+                              reference_max_dim=2048, accuracy=True, whole_models=[], whole_solvers=["auto"])
+    benchmark.bench_init(args, torch.device("cpu"))
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.strip().startswith("128"))
+    assert row.count(" s [") == 5  # timm's init + four solvers
+    distances = dict(part.rsplit(" ", 1) for part in row.split("distance from float64 SVD: ")[1].split(", "))
+    assert float(distances["eigh"]) < 1e-10 and float(distances["mixed"]) < 1e-5
+    assert "4096" in printed  # the cost model's extrapolation
