@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +22,15 @@ TINY = ["model=vit_micro", "model.dim=32", "model.depth=2", "model.heads=2", "mo
         "trainer.batch_size=16", "trainer.eval_batch_size=64", "trainer.progress=false", "logger.mode=disabled",
         "sched.warmup_epochs=1"]
 TIMING = {"epoch_time_s", "images_per_s", "tokens_per_s"}
+
+
+def load_script(relative_path: str, name: str | None = None):
+    """Import a repo file that is not in a package (scripts/, notebooks/) as a module, by its path."""
+    path = REPO / relative_path
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def composed(*overrides: str, hydra_node: bool = False):

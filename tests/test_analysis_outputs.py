@@ -1,12 +1,12 @@
 """Regenerating never replaces committed results made from other inputs (tables, figures, the notebook)."""
 
-import importlib.util
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 from test_tables import make_tables, write_run
 
 from mimetic.analysis.outputs import png_stamp
@@ -106,10 +106,7 @@ def test_default_output_is_outside_results_and_figures_go_beside_the_report(tmp_
 
 
 def load_notebook():
-    spec = importlib.util.spec_from_file_location("attention_at_init", ROOT / "notebooks" / "attention_at_init.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("notebooks/attention_at_init.py")
 
 
 def test_notebook_writes_outside_results_by_default():

@@ -4,21 +4,15 @@ table on tiny widths (no time is checked: the script is where speed is measured)
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/benchmark.py", "benchmark_script")
 
 
 def vit_flops_per_image(dim: int, depth: int, tokens: int, patch_pixels: int, patches: int, classes: int) -> float:

@@ -1,16 +1,12 @@
 """scripts/prepare_imagenet_val.py sorts a flat official-style validation folder into class folders."""
 
-import importlib.util
-
 import torch
 from fake_imagenet import WNIDS, write_imagenet
-from helpers import REPO
+from helpers import load_script
 
 from mimetic.data import DATASETS, DataRequest
 
-spec = importlib.util.spec_from_file_location("prepare_imagenet_val", REPO / "scripts" / "prepare_imagenet_val.py")
-prepare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(prepare)
+prepare = load_script("scripts/prepare_imagenet_val.py")
 
 
 def flatten(root):

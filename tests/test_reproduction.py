@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
+from helpers import REPO, load_script
 from test_tables import write_run
 
 from mimetic.analysis import AnalysisError
@@ -23,10 +21,7 @@ from mimetic.analysis.reproduction import (
     replace_block,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts" / "report.py")
-report_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report_script)
+report_script = load_script("scripts/report.py", "report_script")
 
 PAPER = {"gain": {"source": "abstract", "gain": "over 5%", "init": "mimetic"}}
 

@@ -1,25 +1,20 @@
 """scripts/make_cifar_slice.py on fake official CIFAR-10 pickles (the real format, made on the fly)."""
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fake_data import class_images, write_cifar10
+from helpers import load_script
 from PIL import Image
 
 from mimetic.data.sources import load_image_folder
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_cifar_slice.py"
-
 
 @pytest.fixture(scope="module")
 def slicer():
-    spec = importlib.util.spec_from_file_location("make_cifar_slice", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_cifar_slice.py")
 
 
 @pytest.fixture(scope="module")

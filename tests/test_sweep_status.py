@@ -1,6 +1,5 @@
 """scripts/sweep_status.py on a real (tiny) sweep and on hand-made run directories of every state."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,11 +7,9 @@ import time
 
 import pytest
 import torch
-from helpers import REPO, TINY
+from helpers import REPO, TINY, load_script
 
-spec = importlib.util.spec_from_file_location("sweep_status", REPO / "scripts" / "sweep_status.py")
-sweep_status = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep_status)
+sweep_status = load_script("scripts/sweep_status.py")
 
 FAST = [*TINY, "dataset=digits", "trainer.max_steps=3", "trainer.batch_size=64"]
 
