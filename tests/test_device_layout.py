@@ -1,4 +1,4 @@
-"""CUDA-only speed paths, checked where a CPU can: channels_last for conv nets, fused AdamW."""
+"""Speed paths, checked where a CPU can: channels_last for conv nets, fused AdamW (CUDA only)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ CUDA = torch.device("cuda")  # a device object needs no GPU
 
 
 @pytest.mark.parametrize("name", ["convmixer_micro", "convnext_micro"])
-def test_conv_nets_take_channels_last_on_cuda_only(name):
+def test_conv_nets_take_channels_last_on_every_device(name):
     option = MODELS.default_options(name)
     assert option.memory_format(CUDA) == torch.channels_last
-    assert option.memory_format(torch.device("cpu")) == torch.contiguous_format
+    assert option.memory_format(torch.device("cpu")) == torch.channels_last
 
 
 @pytest.mark.parametrize("name", ["vit_micro", "gpt_micro", "timm"])
 def test_other_models_keep_the_default_layout(name):
     assert MODELS.default_options(name).memory_format(CUDA) == torch.contiguous_format
+    assert MODELS.default_options(name).memory_format(torch.device("cpu")) == torch.contiguous_format
 
 
 @pytest.mark.parametrize("name", ["convmixer_micro", "convnext_micro"])

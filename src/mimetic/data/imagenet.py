@@ -239,8 +239,10 @@ class StreamingLoader:
     """
 
     def __init__(self, dataset, loader_args: dict, batch_size: int, device: torch.device, mean, std, *,
-                 training: bool, rank: int = 0, world_size: int = 1, max_batches: int | None = None):
+                 training: bool, image_size: int, rank: int = 0, world_size: int = 1,
+                 max_batches: int | None = None):
         self.dataset = SeededSamples(dataset)
+        self.image_size = image_size
         self.batch_size = batch_size
         self.device = device
         self.mean = torch.tensor(mean, device=device)
@@ -286,7 +288,15 @@ class StreamingLoader:
         self.sampler.batches = [b for b in batches if b]
         iterator = _start_workers(self.loader)
         try:
-            for images, labels in iterator:
+            decoded = iter(iterator)
+            for batch in batches:
+                if not batch:
+                    # This rank's shard of a last batch smaller than the number of ranks: it still takes
+                    # the step (with zero weight), so every rank runs the same number of steps.
+                    yield (torch.empty(0, 3, self.image_size, self.image_size, device=self.device),
+                           torch.empty(0, dtype=torch.int64, device=self.device))
+                    continue
+                images, labels = next(decoded)
                 x = images.to(self.device, non_blocking=True)
                 yield normalize(x, self.mean, self.std), labels.to(self.device, non_blocking=True)
         except DatasetError as err:
@@ -345,7 +355,7 @@ def build_imagenet(options: ImageNet, request: DataRequest) -> Data:
                            f"folders ({odd[:5]} appear in only one); sort the validation images into the same "
                            "classes (scripts/prepare_imagenet_val.py)")
     shard = {"rank": request.rank, "world_size": request.world_size}
-    common = {"mean": options.mean, "std": options.std, **shard}
+    common = {"mean": options.mean, "std": options.std, "image_size": size, **shard}
     train_args = _timm_loader(train, options, size, request.batch_size, training=True)
     test_args = _timm_loader(test, options, size, request.eval_batch_size, training=False)
     classes = sorted(train_classes, key=train_classes.get)

@@ -32,7 +32,7 @@ CONVMIXER_DEPTHWISE = "blocks.*.0.fn.0.weight"
 class ConvMixerOption(ModelOption):
     """ConvMixer-``dim``/``depth`` with ``kernel_size`` depthwise filters and ``patch_size`` patches."""
 
-    channels_last_on_cuda: ClassVar[bool] = True
+    channels_last: ClassVar[bool] = True
 
     dim: int = 256
     depth: int = 8

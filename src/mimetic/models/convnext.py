@@ -29,7 +29,7 @@ CONVNEXT_DEPTHWISE = "stages.*.blocks.*.conv_dw.weight"
 class ConvNeXtCifar(ModelOption):
     """A four-stage ConvNeXt; ``depths``/``dims`` per stage, ``patch_size`` of the stem."""
 
-    channels_last_on_cuda: ClassVar[bool] = True
+    channels_last: ClassVar[bool] = True
 
     depths: list[int] = field(default_factory=lambda: [2, 2, 6, 2])
     dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512])

@@ -58,10 +58,11 @@ def from_environment(environ: dict[str, str] | None = None) -> DistEnv:
     return DistEnv()
 
 
-def setup(env: DistEnv, device: torch.device) -> None:
-    """Join the process group (gloo on CPU, nccl on CUDA); a no-op for one process."""
+def setup(env: DistEnv, device: torch.device) -> bool:
+    """Join the process group (gloo on CPU, nccl on CUDA); a no-op for one process, or when the caller
+    has already joined one. True when this call created the group (and :func:`teardown` should end it)."""
     if not env.enabled or dist.is_initialized():
-        return
+        return False
     if "MASTER_ADDR" not in os.environ:  # srun: derive the rendezvous from the job
         os.environ["MASTER_ADDR"] = _first_slurm_host()
         os.environ["MASTER_PORT"] = str(20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000)
@@ -75,6 +76,7 @@ def setup(env: DistEnv, device: torch.device) -> None:
             f"rank {env.rank}/{env.world_size} could not join the process group ({backend} at "
             f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}): {err}"
         ) from None
+    return True
 
 
 def teardown() -> None:
@@ -112,3 +114,19 @@ def broadcast_object(value):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_object(value) -> list | None:
+    """Every rank's ``value``, in rank order, on rank 0 (None on the others; ``[value]`` for one process)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [value]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def global_sums(sums: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+    """A copy of per-rank metric sums, summed over ranks (``sums`` itself is left as it is)."""
+    if sums is None:
+        return None
+    return {key: all_reduce_sum(value.clone()) for key, value in sums.items()}

@@ -64,18 +64,34 @@ def sums_from_host(values: dict[str, float], device: torch.device) -> Sums | Non
     return out
 
 
+def global_mean_share(loss: torch.Tensor, count: torch.Tensor, world_size: int) -> torch.Tensor:
+    """This rank's mean ``loss`` (over its ``count`` loss units) as its share of the global batch's mean.
+
+    DDP averages gradients over ranks, so each rank back-propagates ``loss * world * count / total``:
+    the mean of those is the global mean over ``total`` units, whatever the shards hold (samples for
+    a classifier, scored tokens for a language model; one all-reduce of a scalar, no host sync). A
+    rank whose shard is empty (a last batch smaller than the number of ranks) contributes zero,
+    not the NaN of a mean over nothing.
+    """
+    if world_size == 1:
+        return loss
+    count = count.to(torch.float64)
+    total = all_reduce_sum(count.detach().clone())
+    share = (count * world_size / total).to(loss.dtype)
+    return torch.where(count > 0, loss, torch.zeros_like(loss)) * share
+
+
 def train_step(model: torch.nn.Module, batch, task: Task, optimizer: torch.optim.Optimizer, scheduler,
                scaler: torch.amp.GradScaler, *, precision: Precision, grad_clip: float, num_updates: int,
-               loss_scale: float = 1.0) -> Sums:
+               world_size: int = 1) -> Sums:
     """One optimizer step; returns the batch's metric sums (device tensors, no host sync).
 
-    ``loss_scale`` turns a rank's mean loss into its share of the global-batch mean when
-    ranks hold unequal shards (DDP averages gradients over ranks).
+    With ``world_size > 1`` (under DDP) the rank's mean loss becomes its share of the global
+    batch's mean (:func:`global_mean_share`), so N processes take the step one process takes.
     """
     with precision.autocast():
         loss, sums = task.training_loss(model, batch)
-    if loss_scale != 1.0:
-        loss = loss * loss_scale
+    loss = global_mean_share(loss, sums["count"], world_size)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if grad_clip > 0:

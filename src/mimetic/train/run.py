@@ -31,6 +31,7 @@ from mimetic.train.rundir import ENVIRONMENT, GIT_DIFF, INIT_DIAGNOSTICS, SUMMAR
 from mimetic.train.runlock import RunLock
 from mimetic.train.seeding import derive_seed, generator
 from mimetic.train.signals import DEFAULT_SIGNALS, GracefulStop
+from mimetic.train.sync_batchnorm import synchronise_batchnorm
 from mimetic.train.tasks import Task, build_task
 from mimetic.train.tracking import WandbMirror
 
@@ -120,16 +121,28 @@ def _write_header(rundir: RunDir, cfg: TrainConfig, identity: RunIdentity, devic
     rundir.write_json(ENVIRONMENT, env)
 
 
-def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler) -> Progress:
+def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler, dist_env: distributed.DistEnv) -> Progress:
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        checkpoint.restore_rng_state(state["rng"])
-        return Progress(**state["progress"])
+        progress = Progress(**state["progress"])
+        by_rank = state.get("rng_by_rank") or [state["rng"]]
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} does not fit this model/optimizer ({err}). Delete it to restart.") from None
+    if len(by_rank) == dist_env.world_size:
+        checkpoint.restore_rng_state(by_rank[dist_env.rank])
+    else:  # another number of processes than the checkpoint's: rank 0 keeps its stream, the rest start anew
+        if dist_env.rank == 0:
+            checkpoint.restore_rng_state(by_rank[0])
+            log.warning("resuming with %d processes a run checkpointed with %d: the weights, optimizer and data "
+                        "order continue exactly; dropout masks on ranks > 0 come from fresh streams",
+                        dist_env.world_size, len(by_rank))
+    # The training sums since the last evaluation were saved summed over ranks: rank 0 carries them.
+    if not dist_env.is_main:
+        progress.window = {}
+    return progress
 
 
 def _wandb(cfg: TrainConfig, identity: RunIdentity, rundir: RunDir) -> WandbMirror:
@@ -150,12 +163,13 @@ def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
     cfg = load_config(composed)
     dist_env = distributed.from_environment()
     device = resolve_device(cfg.trainer.device, dist_env.local_rank)
-    distributed.setup(dist_env, device)
+    created = distributed.setup(dist_env, device)
     try:
         return _run(cfg, RunDir(Path(run_dir) if run_dir is not None else _hydra_run_dir(), dist_env.is_main),
                     dist_env, device)
     finally:
-        distributed.teardown()
+        if created:  # a group the caller made (several runs in one job) is the caller's to end
+            distributed.teardown()
 
 
 def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device: torch.device) -> dict:
@@ -193,8 +207,9 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     ckpt_path = rundir.file(checkpoint.CHECKPOINT_NAME)
     state = _load_checkpoint(rundir, identity)
     batch_size = min(t.batch_size, SMOKE_BATCH) if t.smoke else t.batch_size
-    if batch_size % dist_env.world_size:
-        raise ConfigError(f"trainer.batch_size={batch_size} does not split over {dist_env.world_size} processes")
+    if batch_size < dist_env.world_size:  # uneven shards are fine (the loss weighs them); empty ranks are waste
+        raise ConfigError(f"trainer.batch_size={batch_size} (the global batch) is smaller than the "
+                          f"{dist_env.world_size} processes: some would never see a sample; raise it or use fewer")
     data = build_data(cfg.dataset, DataRequest(
         image_size=cfg.model.input_size, batch_size=batch_size,
         eval_batch_size=min(t.eval_batch_size, SMOKE_BATCH) if t.smoke else t.eval_batch_size,
@@ -214,6 +229,12 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     if state is None:
         diagnostics["frozen"] = frozen
         _write_header(rundir, cfg, identity, device, diagnostics)
+    if dist_env.enabled:
+        # Global-batch BatchNorm statistics, so N processes train the model one process trains.
+        model = synchronise_batchnorm(model, device)
+    if dist_env.rank > 0:
+        # Rank 0 goes on with one process's stream; the others draw their own dropout / drop-path masks.
+        torch.manual_seed(derive_seed(cfg.seed, "rank", dist_env.rank))
     model.to(device, memory_format=cfg.model.memory_format(device))
 
     optimizer = build_optimizer(model, cfg.optim)
@@ -222,7 +243,8 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     scheduler = build_scheduler(optimizer, cfg.sched, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     precision = Precision.resolve(t.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
-    progress = Progress() if state is None else _restore(state, ckpt_path, model, optimizer, scheduler, scaler)
+    progress = Progress() if state is None else _restore(state, ckpt_path, model, optimizer, scheduler, scaler,
+                                                         dist_env)
     metrics = rundir.metrics()
     metrics.reset(progress.history)  # drops lines written after the last checkpoint, if any
     rundir.clear_failed()
@@ -289,10 +311,9 @@ class _Loop:
             gen = generator(self.cfg.seed, "data", epoch, device=self.device)
             train_start = time.perf_counter()
             for batch in data.train.epoch(gen, start_step=progress.step_in_epoch):
-                step = progress.step_in_epoch  # index of this step within the epoch
                 sums = train_step(self.train_model, batch, self.task, self.optimizer, self.scheduler, self.scaler,
                                   precision=self.precision, grad_clip=t.grad_clip,
-                                  num_updates=progress.global_step + 1, loss_scale=self._loss_scale(batch, step))
+                                  num_updates=progress.global_step + 1, world_size=self.dist_env.world_size)
                 window = add_sums(window, sums)
                 progress.step_in_epoch += 1
                 progress.global_step += 1
@@ -300,7 +321,8 @@ class _Loop:
                 last = progress.global_step >= self.total_steps
                 if progress.step_in_epoch % 25 == 0 or end_of_epoch or last:
                     self._check_finite(window, epoch, progress)
-                    bar.set_postfix(loss=f"{window['loss'].item() / window['count'].item():.3f}", refresh=False)
+                    bar.set_postfix(loss=f"{window['loss'].item() / max(window['count'].item(), 1):.3f}",
+                                    refresh=False)
                 bar.update(1)
                 if self.dist_env.enabled and not distributed.all_agree(not stop.requested):
                     stop.request()  # a signal reached another rank: every rank stops at this step
@@ -315,7 +337,7 @@ class _Loop:
                 if end_of_epoch:
                     progress.epoch, progress.step_in_epoch = epoch + 1, 0
                 if save_now:
-                    progress.window = sums_to_host(window)
+                    progress.window = sums_to_host(distributed.global_sums(window))  # every rank's, summed
                     self._save(progress)
                 if evaluate_now:
                     self.metrics.append(record)  # after the checkpoint: a line on disk is always backed by one
@@ -332,17 +354,10 @@ class _Loop:
                     break
             bar.close()
 
-    def _loss_scale(self, batch, step: int) -> float:
-        """Share of the global batch on this rank x ranks: DDP's mean of rank means is then the global mean."""
-        world = self.dist_env.world_size
-        if world == 1:
-            return 1.0
-        global_count = min(self.data.train.batch_size, self.data.train.num_samples - step * self.data.train.batch_size)
-        return world * self.task.count(batch) / global_count
-
     def _check_finite(self, window, epoch: int, progress: Progress) -> None:
-        running = window["loss"].item() / window["count"].item()
-        if math.isfinite(running):
+        loss, count = window["loss"].item(), window["count"].item()
+        running = loss / count if count else loss  # a rank may hold only an empty last shard
+        if distributed.all_agree(math.isfinite(running)):  # every rank stops together, none waits forever
             return
         if progress.history or self.rundir.has_checkpoint:
             saved = (f"The last checkpoint (epoch {progress.history[-1]['epoch'] if progress.history else '?'}, "
@@ -379,13 +394,14 @@ class _Loop:
         return record
 
     def _save(self, progress: Progress) -> None:
+        rng_by_rank = distributed.gather_object(checkpoint.rng_state())  # each rank's own streams
         if self.dist_env.is_main:
             checkpoint.save_atomic({
                 "run_key": self.identity.run_key, "config_hash": self.identity.config_hash,
                 "progress": {**asdict(progress), "wall_time_s": progress.wall_time_s + self.session_seconds()},
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": checkpoint.rng_state(),
+                "rng": rng_by_rank[0], **({"rng_by_rank": rng_by_rank} if len(rng_by_rank) > 1 else {}),
             }, self.ckpt_path)
             if self.lock is not None:
                 self.lock.refresh()

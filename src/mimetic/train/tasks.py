@@ -28,7 +28,12 @@ class Task:
     unit: str = "samples"  # throughput unit: "<unit>_per_s"
 
     def training_loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, Sums]:
-        """(mean loss over this rank's batch, to backpropagate; sums for the metrics)."""
+        """(mean loss over this rank's batch, to backpropagate; sums for the metrics).
+
+        ``sums["count"]`` must be the number of units the loss is a mean over (samples, scored
+        tokens): the engine weighs each rank's loss by it under DDP. An empty batch (a rank whose
+        shard of the last batch is empty) must give finite sums.
+        """
         raise NotImplementedError
 
     def evaluation_sums(self, model: torch.nn.Module, batch: Any) -> Sums:
@@ -56,7 +61,10 @@ class Classification(Task):
         x, y = batch
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-        sums = {"loss": loss.detach().double() * y.numel(), "correct": (logits.argmax(dim=1) == y).sum(),
+        # An empty shard's mean is NaN; its sum is 0 (and 0 * NaN would poison the window).
+        total = loss.detach().double() * y.numel() if y.numel() else torch.zeros((), dtype=torch.float64,
+                                                                                  device=y.device)
+        sums = {"loss": total, "correct": (logits.argmax(dim=1) == y).sum(),
                 "count": torch.tensor(y.numel(), device=y.device)}
         return loss, sums
 
