@@ -20,10 +20,26 @@ def vit_factory():
     return make_vit
 
 
+def _session_threads() -> int:
+    """The trainer's own ``auto`` choice, made once: at most 2 (tests are small), fewer when cores are busy.
+
+    Exported as OMP_NUM_THREADS, so the CLI runs the tests start (and every in-process run) use it too:
+    on a shared machine the suite does not oversubscribe the cores another job is using."""
+    import os
+
+    from mimetic.train.threads import choose_threads
+
+    threads = min(2, choose_threads("auto").threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
+SESSION_THREADS = _session_threads()
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
-    # Tests are small; two threads keep a 2-core CI machine responsive.
-    torch.set_num_threads(2)
+    torch.set_num_threads(SESSION_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -253,7 +253,7 @@ def test_vit_results_do_not_move(tmp_path):
     data = json.loads((Path(__file__).parent / "data" / "vit_invariant_proxy_digits.json").read_text())
     got = {}
     for init in ("default", "mimetic"):
-        run(composed("experiment=proxy_digits", f"init={init}", "seed=0", "trainer.epochs=3",
+        run(composed("experiment=proxy_digits", f"init={init}", "seed=0", "trainer.epochs=3", "trainer.threads=2",
                      "trainer.progress=false", "logger.mode=disabled"), run_dir=tmp_path / init)
         got[init] = [{k: r[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")}
                      for r in read_metrics(tmp_path / init)]

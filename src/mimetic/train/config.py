@@ -42,6 +42,7 @@ class TrainerConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: str = "auto"  # CPU threads: auto (cores free for this rank; see train/threads.py) | N
     progress: bool = True  # a progress bar per epoch
     smoke: bool = False  # one optimizer step on a batch of <= 8 and one evaluation batch: "does it run?"
 
@@ -82,7 +83,7 @@ CHOICES = {
 # in the key through its fingerprint, not its path.)
 NOT_IN_RUN_KEY = (
     "logger", "paths", "experiment", "dataset.root", "dataset.download", "dataset.verify_checksums",
-    "dataset.cache_dir", "trainer.device", "trainer.progress", "trainer.eval_batch_size",
+    "dataset.cache_dir", "trainer.device", "trainer.threads", "trainer.progress", "trainer.eval_batch_size",
 )
 
 
@@ -196,6 +197,8 @@ def validate(cfg: TrainConfig) -> None:
     need(t.eval_batch_size > 0, f"trainer.eval_batch_size must be > 0, got {t.eval_batch_size}")
     need(0 <= t.label_smoothing < 1, f"trainer.label_smoothing must be in [0, 1), got {t.label_smoothing}")
     need(t.grad_clip >= 0, f"trainer.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
+    need(t.threads == "auto" or (t.threads.isdigit() and int(t.threads) > 0),
+         f"trainer.threads must be auto or a positive integer, got {t.threads!r}")
     need(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
          f"trainer.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
     need(bool(cfg.paths.runs_dir.strip()) and cfg.paths.runs_dir.strip() not in ("/", "~"),

@@ -54,6 +54,7 @@ def environment(device: torch.device) -> dict:
         "torchvision": torchvision.__version__,
         "timm": timm.__version__,
         "device": describe_device(device),
+        "cpu_threads": torch.get_num_threads(),
         "hostname": platform.node(),
         "command": [sys.executable, *sys.argv],
         "slurm": {k: v for k, v in os.environ.items() if k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID",

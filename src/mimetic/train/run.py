@@ -32,6 +32,7 @@ from mimetic.train.runlock import RunLock
 from mimetic.train.seeding import derive_seed, generator
 from mimetic.train.signals import DEFAULT_SIGNALS, GracefulStop
 from mimetic.train.sync_batchnorm import synchronise_batchnorm
+from mimetic.train.threads import apply_threads
 from mimetic.train.tasks import Task, build_task
 from mimetic.train.tracking import WandbMirror
 
@@ -161,6 +162,8 @@ def _wandb(cfg: TrainConfig, identity: RunIdentity, rundir: RunDir) -> WandbMirr
 def run(composed: DictConfig | dict, run_dir: str | Path | None = None) -> dict:
     """Train (or resume, or skip a finished run) and return the run's summary."""
     cfg = load_config(composed)
+    threads = apply_threads(cfg.trainer.threads)
+    log.info("%d CPU thread%s (%s)", threads.threads, "s" if threads.threads > 1 else "", threads.reason)
     dist_env = distributed.from_environment()
     device = resolve_device(cfg.trainer.device, dist_env.local_rank)
     created = distributed.setup(dist_env, device)
