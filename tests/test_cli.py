@@ -233,3 +233,17 @@ def test_an_uncreatable_run_dir_is_one_message(tmp_path, monkeypatch, capsys, fo
     blocker.write_text("not a directory")
     code, out = main_in_process(monkeypatch, capsys, *folder(folder_root, f"hydra.run.dir={blocker / 'run'}"))
     assert code == 2 and "cannot create the run directory" in out and "Traceback" not in out
+
+
+def test_text_that_is_not_utf8_is_one_message_and_leaves_no_run_dir(tmp_path, monkeypatch, capsys):
+    from fake_wikitext import write_wikitext
+
+    root = write_wikitext(tmp_path / "wiki")
+    (root / "wiki.valid.tokens").write_bytes((root / "wiki.valid.tokens").read_bytes() + b" caf\xe9 \n")
+    runs = tmp_path / "runs"
+    code, out = main_in_process(monkeypatch, capsys, "model=gpt_micro", "model.dim=32", "model.block_size=16",
+                                "dataset=wikitext103", f"dataset.root={root}", "dataset.seq_len=16",
+                                "dataset.vocab_size=300", "aug=none", "trainer.label_smoothing=0",
+                                "trainer.progress=false", "logger.mode=disabled", f"paths.runs_dir={runs}")
+    assert code == 2 and "wiki.valid.tokens is not UTF-8 text" in out and "Traceback" not in out, out
+    assert not runs.exists() or list(runs.iterdir()) == []

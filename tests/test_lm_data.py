@@ -104,3 +104,36 @@ def test_bad_data_is_one_clear_message(tmp_path, root):
                         "use token_dtype=uint32 or auto"]
     with pytest.raises(DatasetError, match="too few for windows"):
         TrainWindows(torch.arange(10), seq_len=16, batch_size=2)
+
+
+def test_lines_end_at_newline_only_and_old_caches_are_rebuilt(tmp_path):
+    """WikiText lines end at "\\n"; U+2028, U+0085, form feeds and lone "\\r" inside a line do not end it."""
+    from mimetic.data import wikitext
+
+    root = write_wikitext(tmp_path / "wiki")
+    test = root / "wiki.test.tokens"
+    text = test.read_text(encoding="utf-8") + " a\u2028b c \n d\x85e\x0cf \n g\rh i \n"
+    test.write_text(text, encoding="utf-8", newline="")
+    lines = read_lines(root, "test")
+    assert len(lines) == text.count("\n") and "".join(lines) == text
+    assert lines[-3:] == [" a\u2028b c \n", " d\x85e\x0cf \n", " g\rh i \n"]
+    assert count_words(lines[-3:]) == 3 * 4  # three lines of three whitespace-split words, each plus its <eos>
+    crlf = tmp_path / "crlf"
+    write_wikitext(crlf)
+    (crlf / "wiki.test.tokens").write_bytes(text.replace("\n", "\r\n").encode())
+    assert read_lines(crlf, "test") == lines  # a copy with Windows line ends reads as the original
+    opts = options(root)
+    tokenizer, tag = load_tokenizer(opts)
+    assert load_split(opts, "test", tokenizer, tag).words == count_words(lines)
+    # Caches written by the v1 reader (words counted over str.splitlines' lines) are never read again.
+    assert wikitext.TOKENIZER_VERSION != "bytebpe-v1"
+
+
+def test_text_that_is_not_utf8_is_one_clear_message(tmp_path):
+    root = write_wikitext(tmp_path / "wiki")
+    valid = root / "wiki.valid.tokens"
+    valid.write_bytes(valid.read_bytes() + b" caf\xe9 \n")  # latin-1, not UTF-8
+    lines = valid.read_bytes().count(b"\n")
+    with pytest.raises(DatasetError, match=rf"wiki\.valid\.tokens is not UTF-8 text: byte 0xe9 .*line {lines}\).*"
+                                           r"prepare_data\.py wikitext103.*iconv"):
+        build_data(options(root), DataRequest(None, 4, 8, torch.device("cpu")))

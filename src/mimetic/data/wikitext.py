@@ -43,7 +43,10 @@ from mimetic.registry import Option
 
 SPLIT_FILES = {"train": "wiki.train.tokens", "val": "wiki.valid.tokens", "test": "wiki.test.tokens"}
 EOS = "<|endoftext|>"
-TOKENIZER_VERSION = "bytebpe-v1"  # bump when the tokenizer recipe changes (invalidates the cache)
+# Bump when the tokenizer recipe or the reading of the text changes (invalidates the tokenizer and token
+# caches: the token cache's names carry the tokenizer's tag). v2: lines end at "\n" only (v1 also broke
+# lines at Unicode separators such as U+2028, which changed the word count of text holding them).
+TOKENIZER_VERSION = "bytebpe-v2"
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 
 
@@ -94,12 +97,29 @@ def split_path(root: Path, split: str) -> Path:
 
 
 def read_lines(root: Path, split: str) -> list[str]:
-    """The lines of one split, each with its newline; a split without text is a :class:`DatasetError`."""
+    """The lines of one split, each with its newline; a split without text, or text that is not
+    UTF-8, is a :class:`DatasetError`.
+
+    Lines end at ``"\n"`` only, WikiText's convention: ``str.splitlines`` (and text mode's universal
+    newlines) would also end them at a lone ``"\r"`` or at Unicode separators such as U+2028 or U+0085,
+    which can occur inside a line. A copy with ``"\r\n"`` endings reads as the ``"\n"`` original.
+    """
     path = split_path(root, split)
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8").replace("\r\n", "\n")  # bytes, not text mode: no newline translation
+    except UnicodeDecodeError as err:
+        line_no = raw.count(b"\n", 0, err.start) + 1
+        raise DatasetError(
+            f"WikiText file {path} is not UTF-8 text: byte 0x{raw[err.start]:02x} at offset {err.start} (line "
+            f"{line_no}) cannot be decoded. The WikiText files are UTF-8: get them again "
+            "with `python scripts/prepare_data.py wikitext103`, or convert this file to UTF-8 "
+            "(e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
     if not text.strip():
         raise DatasetError(f"WikiText file {path} is empty: the {split} split has no text")
-    return text.splitlines(keepends=True)
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 def count_words(lines: list[str]) -> int:
