@@ -30,12 +30,15 @@ def test_every_registered_option_composes_and_selects_its_schema(group):
     assert registry.names(), group
     for option in registry.names():
         needs = registry.default_options(option).problems(group)
+        # A dataset that is not images (wikitext103) takes no image augmentation: aug=none, as its experiments say.
+        text = group == "dataset" and getattr(registry.get(option).schema, "task", "classification") != "classification"
+        others = ["aug=none"] if text else []
         if needs:
             with pytest.raises(ConfigError) as err:
-                load_config(composed(f"{group}={option}"))
+                load_config(composed(f"{group}={option}", *others))
             assert all(message in str(err.value) for message in needs), option
             continue
-        chosen = getattr(load_config(composed(f"{group}={option}")), group)
+        chosen = getattr(load_config(composed(f"{group}={option}", *others)), group)
         assert chosen.name == option and isinstance(chosen, registry.get(option).schema)
 
 
@@ -189,3 +192,41 @@ def test_logger_mode_follows_wandb_mode(monkeypatch, env, mode):
     else:
         monkeypatch.setenv("WANDB_MODE", env)
     assert load_config(composed("dataset=digits")).logger.mode == mode
+
+
+LM_CONFIG = ["model=gpt_micro", "dataset=wikitext103", "trainer.label_smoothing=0", "dataset.root=/unused"]
+
+
+def test_language_model_refuses_image_augmentation_in_one_message():
+    with pytest.raises(ConfigError) as err:
+        load_config(composed(*LM_CONFIG, "dataset.seq_len=64"))  # the default aug: randaug_cutout
+    assert "aug=randaug_cutout augments images, but dataset=wikitext103 is for language_modeling" in str(err.value)
+    assert "add aug=none" in str(err.value)
+    with pytest.raises(ConfigError, match="aug=basic augments images"):
+        load_config(composed(*LM_CONFIG, "dataset.seq_len=64", "aug=basic"))
+    assert load_config(composed(*LM_CONFIG, "dataset.seq_len=64", "aug=none")).aug.name == "none"
+
+
+def test_a_window_longer_than_the_context_is_refused_naming_both_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(composed(*LM_CONFIG, "aug=none", "model.block_size=64", "dataset.seq_len=512"))
+    assert str(err.value) == ("invalid config:\n  dataset.seq_len=512 is longer than model.block_size=64 (the longest "
+                              "context the model has positions for): set dataset.seq_len=64, or model.block_size=512")
+
+
+@pytest.mark.parametrize("experiment,seq_len", [("proxy_wikitext_slice", 64), ("gpt_wikitext103", 512)])
+def test_a_larger_block_size_adds_positions_not_window_length(experiment, seq_len):
+    """model.block_size=100000 used to set every window to 100,000 tokens (seq_len followed it): a first step
+    that never finished. The window is the experiment's own value; the block only sizes the position table."""
+    cfg = load_config(composed(f"experiment={experiment}", "model.block_size=100000", "dataset.root=/unused"))
+    assert cfg.dataset.seq_len == seq_len and cfg.model.block_size == 100000
+    assert load_config(composed(f"experiment={experiment}", "dataset.root=/unused")).model.block_size == seq_len
+
+
+def test_lm_label_smoothing_tags_the_identity_only_where_it_now_changes_the_loss():
+    from mimetic.train.config import config_blob
+
+    lm = ["model=gpt_micro", "dataset=wikitext103", "aug=none", "dataset.seq_len=64", "dataset.root=/unused"]
+    assert "lm_loss_smoothed" not in config_blob(load_config(composed(*lm, "trainer.label_smoothing=0")))
+    assert '"lm_loss_smoothed":true' in config_blob(load_config(composed(*lm, "trainer.label_smoothing=0.1")))
+    assert "lm_loss_smoothed" not in config_blob(load_config(composed("dataset=digits")))  # classification: as before

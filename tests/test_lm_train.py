@@ -72,3 +72,35 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(tmp_path, wiki_root, monk
     a = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_label_smoothing_smooths_the_training_loss_only():
+    """trainer.label_smoothing reaches the LM loss (it was accepted and ignored); every reported number is the NLL."""
+    import torch.nn.functional as F
+
+    from mimetic.train.tasks import build_task
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 11, requires_grad=True)
+    y = torch.randint(0, 11, (2, 5))
+    y[0, :2] = -100  # not scored
+
+    def model(x):
+        return logits
+
+    batch = (torch.zeros(2, 5, dtype=torch.long), y)
+    cfg = composed(*LM, "dataset.root=/unused", "trainer.label_smoothing=0.2")
+    from mimetic.train.config import load_config
+
+    task = build_task("language_modeling", load_config(cfg))
+    loss, sums = task.training_loss(model, batch)
+    flat, targets = logits.flatten(0, 1), y.flatten()
+    assert loss.item() == pytest.approx(F.cross_entropy(flat, targets, label_smoothing=0.2).item(), rel=1e-6)
+    nll = F.cross_entropy(flat, targets, reduction="sum")
+    assert sums["loss"].item() == pytest.approx(nll.item(), rel=1e-6) and sums["count"].item() == 8
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    evaluation = task.evaluation_sums(model, batch)
+    assert evaluation["loss"].item() == pytest.approx(nll.item(), rel=1e-6)  # evaluation: unsmoothed
+    empty = task.training_loss(lambda x: logits[:0], (batch[0][:0], y[:0]))  # an empty DDP shard
+    assert empty[0].item() == 0 and empty[1]["loss"].item() == 0 and empty[1]["count"].item() == 0

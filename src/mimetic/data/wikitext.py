@@ -32,6 +32,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -54,9 +55,10 @@ DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 class WikiText(Option):
     """WikiText-103 (or any text in its three-file layout) as token windows."""
 
+    task: ClassVar[str] = "language_modeling"  # config validation knows it before the data is read
     root: str = "${paths.data_dir}/wikitext-103"
     vocab_size: int = 16384  # byte-level BPE size, trained on the train split
-    seq_len: int = 512  # window length; at most model.block_size (experiments set ${model.block_size})
+    seq_len: int = 512  # window length (the cost of a step); at most model.block_size, checked at start
     cache_dir: str = ""  # tokenizer + token memmaps; "" = <root>/.cache
     token_dtype: str = "auto"  # auto (uint16 when the vocab fits, else uint32) | uint16 | uint32
 
@@ -329,8 +331,8 @@ def build_wikitext(options: WikiText, request: DataRequest) -> Data:
                            request.batch_size, **shard),
         test=evaluation(splits["test"]),
         val=evaluation(splits["val"]),
-        spec=DataSpec("language_modeling", vocab_size=tokenizer.get_vocab_size()),
-        task="language_modeling",
+        spec=DataSpec(options.task, vocab_size=tokenizer.get_vocab_size()),
+        task=options.task,
     )
 
 

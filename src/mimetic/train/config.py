@@ -204,8 +204,23 @@ def validate(cfg: TrainConfig) -> None:
     need(bool(cfg.paths.runs_dir.strip()) and cfg.paths.runs_dir.strip() not in ("/", "~"),
          f"paths.runs_dir={cfg.paths.runs_dir!r} is not a usable directory for runs: give a (new or existing) "
          "folder such as paths.runs_dir=runs")
+    problems += _across_groups(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _across_groups(cfg: TrainConfig) -> list[str]:
+    """Values that each group accepts on its own but that do not work together."""
+    out = []
+    task = getattr(cfg.dataset, "task", "classification")  # a dataset option may declare its task (wikitext)
+    if task != "classification" and cfg.aug.name != "none":
+        out.append(f"aug={cfg.aug.name} augments images, but dataset={cfg.dataset.name} is for {task} (no "
+                   "images): add aug=none")
+    seq_len, block_size = getattr(cfg.dataset, "seq_len", None), getattr(cfg.model, "block_size", None)
+    if isinstance(seq_len, int) and isinstance(block_size, int) and seq_len > block_size > 0:
+        out.append(f"dataset.seq_len={seq_len} is longer than model.block_size={block_size} (the longest context "
+                   f"the model has positions for): set dataset.seq_len={block_size}, or model.block_size={seq_len}")
+    return out
 
 
 # ----------------------------------------------------------------------------- run identity
@@ -246,6 +261,10 @@ def config_blob(cfg: TrainConfig) -> str:
     for key, value in IDENTITY_DEFAULTS.items():
         if _tree_get(tree, key) == value:
             _drop(tree, key)
+    if getattr(cfg.dataset, "task", "classification") == "language_modeling" and cfg.trainer.label_smoothing:
+        # Language-model runs made before the LM loss applied trainer.label_smoothing trained unsmoothed at any
+        # value: tagged, a smoothed run never resumes (or skips as finished) such a run's directory.
+        tree["lm_loss_smoothed"] = True
     return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
 

@@ -11,6 +11,10 @@ the number of words of the split, so
 
 The headline metric is ``test_ppl`` (token-level test perplexity, lower is better); tables pick
 the recipe on ``val_ppl``. Throughput is in tokens.
+
+``trainer.label_smoothing`` (epsilon) smooths the loss the model is trained on, as for classification:
+``(1 - epsilon) * NLL + epsilon * mean over the vocabulary of -log p``. Every reported number stays the
+unsmoothed NLL, ``train_loss``/``train_ppl`` included, so perplexities mean the same at any epsilon.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ class LanguageModeling(Task):
     higher_is_better = False
     unit = "tokens"
 
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
     def _sums(self, model, x, y) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(x)
         nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
@@ -40,9 +47,21 @@ class LanguageModeling(Task):
 
     def training_loss(self, model, batch):
         x, y = batch[0], batch[1]
-        nll, count = self._sums(model, x, y)
-        loss = nll / count.clamp_min(1)
-        return loss, {"loss": nll.detach().double(), "count": count}
+        eps = self.label_smoothing
+        if not eps:
+            nll, count = self._sums(model, x, y)
+            return nll / count.clamp_min(1), {"loss": nll.detach().double(), "count": count}
+        # One log-softmax gives both the smoothed loss (backpropagated) and the plain NLL (reported); the
+        # loss equals F.cross_entropy(..., label_smoothing=eps).
+        logp = model(x).float().flatten(0, 1).log_softmax(-1)
+        targets = y.flatten()
+        scored = targets != -100
+        nll_per_token = -logp.gather(1, targets.clamp_min(0)[:, None])[:, 0]
+        uniform_per_token = -logp.mean(1)
+        nll = torch.where(scored, nll_per_token, 0.0).sum()
+        smoothed = torch.where(scored, (1 - eps) * nll_per_token + eps * uniform_per_token, 0.0).sum()
+        count = scored.sum()
+        return smoothed / count.clamp_min(1), {"loss": nll.detach().double(), "count": count}
 
     def evaluation_sums(self, model, batch):
         x, y = batch[0], batch[1]
@@ -63,4 +82,4 @@ class LanguageModeling(Task):
         return int(batch[0].numel())
 
 
-TASKS["language_modeling"] = lambda cfg: LanguageModeling()
+TASKS["language_modeling"] = lambda cfg: LanguageModeling(label_smoothing=cfg.trainer.label_smoothing)
