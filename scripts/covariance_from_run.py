@@ -6,8 +6,9 @@ and optionally the covariance figures.
 
 The file holds, per depthwise layer of the run's final checkpoint (in depth order), the k^2 x k^2
 covariance of its filters with the channels as samples, the mean filter and the channel count
-(a few KB; ``torch.load(weights_only=True)`` reads it). Depthwise filters are recognised by shape:
-``*.weight`` of shape (C, 1, kh, kw), C > 1, kh*kw > 1.
+(a few KB; ``torch.load(weights_only=True)`` reads it). Depthwise filters are those of the depthwise convs
+(``groups == in_channels == out_channels > 1``) of the model the run's config.yaml describes, so a dense conv
+on a 1-channel input, whose weight has the same (C, 1, kh, kw) shape, is never taken for one.
 
 ``--figures DIR`` also draws, for the run's model: k^2 x k^2 heat maps of the closed-form target
 (``--sigma-first/--sigma-last``), of filters sampled from it, and of the learned covariance, per
@@ -26,6 +27,7 @@ from pathlib import Path
 from mimetic.analysis.conv_figures import conv_figures_stamp, draw_conv_figures
 from mimetic.errors import MimeticError
 from mimetic.init.depthwise import DwCovarianceOptions, covariances_from_state, save_covariances
+from mimetic.init.source_run import source_model
 from mimetic.train.checkpoint import load
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MimeticError(f"{run_dir} is not a finished run (no DONE); pass --allow-unfinished to use its "
                                "latest checkpoint anyway")
         state = _model_state(run_dir)
-        layers = covariances_from_state(state, str(run_dir))
+        layers = covariances_from_state(state, str(run_dir), source_model(run_dir, state))
         out = save_covariances(layers, args.out or run_dir / "dw_covariance.pt", source=str(run_dir))
         print(f"wrote {out}: {len(layers)} depthwise layers "
               f"({', '.join(f'{c.name} {c.kernel[0]}x{c.kernel[1]}' for c in layers)})")

@@ -256,3 +256,56 @@ def test_models_the_project_did_not_write(arch):
     model.eval()
     with torch.no_grad():
         assert torch.isfinite(model(torch.randn(2, 3, 64, 64))).all()
+
+
+def _grayscale_convmixer_run(run_dir):
+    """A run directory of convmixer_micro on 1-channel images: its stem conv weight is (64, 1, 4, 4), the shape
+    of a depthwise filter bank, and its config.yaml / checkpoint.pt are what train.py writes."""
+    from dataclasses import asdict
+
+    from mimetic.models import MODELS, DataSpec, build_model
+    from mimetic.train.checkpoint import save_atomic
+    from mimetic.train.rundir import RunDir
+
+    options = MODELS.default_options("convmixer_micro")
+    torch.manual_seed(0)
+    model = build_model(options, DataSpec("classification", num_classes=10, in_chans=1))
+    rundir = RunDir(run_dir)
+    rundir.ensure()
+    rundir.write_config({"model": asdict(options), "seed": 0})
+    save_atomic({"model": model.state_dict()}, run_dir / "checkpoint.pt")
+    return model
+
+
+def test_a_one_channel_stem_is_not_taken_for_a_depthwise_layer(tmp_path):
+    """The source scan took a (C, 1, k, k) stem for the first depthwise layer, shifting the layer map."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from mimetic.init.depthwise import depthwise_weights_in_state
+
+    model = _grayscale_convmixer_run(tmp_path / "run")
+    assert tuple(model.state_dict()["stem.0.weight"].shape) == (64, 1, 4, 4)
+    expected = [layer.name for layer in find_depthwise_convs(model)]
+    assert len(expected) == 4 and "stem.0" not in expected
+    # A run directory: the model its config.yaml describes decides (run dir, or its checkpoint file).
+    assert [c.name for c in load_covariances(tmp_path / "run")] == expected
+    assert [c.name for c in load_covariances(tmp_path / "run" / "checkpoint.pt")] == expected
+    # A bare state dict: shapes, but a depthwise conv's C input channels must come from an earlier layer.
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    assert [c.name for c in load_covariances(tmp_path / "state.pt")] == expected
+    vit = VisionTransformer(img_size=32, patch_size=4, in_chans=1, embed_dim=48, depth=1, num_heads=3)
+    assert depthwise_weights_in_state(vit.state_dict()) == []  # its (48, 1, 4, 4) patch embedding is no filter bank
+    # The map a transfer uses: first and last target layers from the source's first and last depthwise layers.
+    target = DwNet(width=64, kernels=(5, 5))
+    report = apply_init(target, {"name": "dw_covariance_transfer", "path": str(tmp_path / "run")}, _gen())
+    assert [d["source"] for d in report["depthwise"]] == [expected[0], expected[-1]]
+
+
+def test_covariance_script_reads_a_runs_structure(tmp_path, capsys):
+    from helpers import load_script
+
+    model = _grayscale_convmixer_run(tmp_path / "run")
+    script = load_script("scripts/covariance_from_run.py")
+    assert script.main([str(tmp_path / "run"), "--allow-unfinished", "--out", str(tmp_path / "cov.pt")]) == 0
+    expected = [layer.name for layer in find_depthwise_convs(model)]
+    assert [c.name for c in load_covariances(tmp_path / "cov.pt")] == expected

@@ -41,6 +41,7 @@ from torch import nn
 import mimetic.init.attention  # noqa: F401  (the attention inits the composites pair with)
 import mimetic.init.pretrained  # noqa: F401
 from mimetic.init.base import INITS, InitError
+from mimetic.init.source_run import source_model
 from mimetic.registry import Option
 
 COVARIANCE_FORMAT = "mimetic-dw-covariance/1"
@@ -294,17 +295,49 @@ class LayerCovariance:
                 "cov": self.cov.clone(), "mean": self.mean.clone()}
 
 
-def depthwise_weights_in_state(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
-    """Depthwise filters in a state dict, in its (module) order: ``*.weight`` of shape (C, 1, kh, kw),
-    C > 1, kh*kw > 1 — the shape ``groups == in == out`` gives a Conv2d."""
-    return [(k, v) for k, v in state.items()
-            if k.endswith("weight") and isinstance(v, torch.Tensor) and v.dim() == 4 and v.shape[1] == 1
-            and v.shape[0] > 1 and v.shape[2] * v.shape[3] > 1]
+def _module_of(key: str) -> str:
+    return key.rsplit(".", 1)[0] if "." in key else ""
 
 
-def covariances_from_state(state: dict[str, torch.Tensor], source: str = "") -> list[LayerCovariance]:
-    """Per depthwise layer of a state dict, the empirical covariance of its filters (channels = samples)."""
-    found = depthwise_weights_in_state(state)
+def depthwise_weights_in_state(state: dict[str, torch.Tensor],
+                               model: nn.Module | None = None) -> list[tuple[str, torch.Tensor]]:
+    """Depthwise filters in a state dict, in its (module) order.
+
+    With ``model`` (the architecture the state belongs to, e.g. rebuilt on the meta device from its
+    run's config, :func:`mimetic.init.source_run.source_model`): exactly the weights of its depthwise
+    convs (``groups == in == out > 1``), read off the module structure.
+
+    Without it, from the shapes alone: ``*.weight`` of shape (C, 1, kh, kw), C > 1, kh*kw > 1, the shape
+    a depthwise Conv2d has; but a dense conv on a 1-channel input (a grayscale stem, a ViT's patch
+    embedding) has that shape too. What tells them apart is the input: a depthwise conv filters C
+    channels that an earlier layer produced, while a 1-input-channel conv is fed by the image. So a
+    candidate counts only if a tensor of an earlier module (in the state dict's order, which
+    ``state_dict()`` and so every torch checkpoint keeps as module order) has C outputs (rows).
+    """
+    if model is not None:
+        names = {layer.weight_name for layer in find_depthwise_convs(model)}
+        return [(k, v) for k, v in state.items() if k in names]
+    found, rows_before, rows_here, module = [], set(), set(), None
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if _module_of(key) != module:  # a new module: what the previous one produced is now "earlier"
+            rows_before |= rows_here
+            rows_here, module = set(), _module_of(key)
+        if (key.endswith("weight") and value.dim() == 4 and value.shape[1] == 1 and value.shape[0] > 1
+                and value.shape[2] * value.shape[3] > 1 and value.shape[0] in rows_before):
+            found.append((key, value))
+        if value.dim() >= 1:
+            rows_here.add(int(value.shape[0]))
+    return found
+
+
+def covariances_from_state(state: dict[str, torch.Tensor], source: str = "",
+                           model: nn.Module | None = None) -> list[LayerCovariance]:
+    """Per depthwise layer of a state dict, the empirical covariance of its filters (channels = samples).
+
+    ``model``: the state's architecture, when known (see :func:`depthwise_weights_in_state`)."""
+    found = depthwise_weights_in_state(state, model)
     if not found:
         raise InitError(f"{source or 'the state dict'} holds no depthwise conv filters (no '*.weight' of shape "
                         "(C, 1, kh, kw) with C > 1): train a model with depthwise convs (e.g. model=convmixer_micro) "
@@ -350,7 +383,8 @@ def load_covariances(path: str | Path) -> list[LayerCovariance]:
             raise InitError(f"{p} holds no depthwise layers")
         return layers
     if isinstance(blob, dict) and "model" in blob:
-        return covariances_from_state(_model_state(p), str(p))
+        state = _model_state(p)
+        return covariances_from_state(state, str(p), source_model(p, state))  # a run's: its structure decides
     if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
         return covariances_from_state(blob, str(p))
     raise InitError(f"{p} is neither a covariance file ({COVARIANCE_FORMAT}) nor a checkpoint with a model state")
