@@ -93,3 +93,49 @@ def test_apply_init_dispatch(tmp_path):
         apply_init(base, {"name": "mimetics"})
     with pytest.raises(InitError, match="init=pretrained_attention needs init.checkpoint="):
         apply_init(base, {"name": "pretrained_attention"})
+
+
+def _vit_run(run_dir, heads: int):
+    """A run directory of vit_micro (width 32) with ``heads`` heads, as train.py writes it (config + checkpoint)."""
+    from dataclasses import asdict, replace
+
+    from mimetic.models import MODELS, DataSpec, build_model
+    from mimetic.train.checkpoint import save_atomic
+    from mimetic.train.rundir import RunDir
+
+    options = replace(MODELS.default_options("vit_micro"), dim=32, depth=2, heads=heads)
+    torch.manual_seed(heads)
+    model = build_model(options, DataSpec("classification", num_classes=10, in_chans=3, image_size=32))
+    rundir = RunDir(run_dir)
+    rundir.ensure()
+    rundir.write_config({"model": asdict(options), "seed": 0})
+    save_atomic({"model": model.state_dict()}, run_dir / "checkpoint.pt")
+    return options, model
+
+
+def test_a_checkpoint_with_other_heads_is_refused_naming_both_counts(tmp_path):
+    """Same width, same shapes: a 2-head checkpoint used to be copied into a 4-head model without a word."""
+    from dataclasses import replace
+
+    from mimetic.models import DataSpec, build_model
+
+    options, _ = _vit_run(tmp_path / "run", heads=2)
+    target = build_model(replace(options, heads=4), DataSpec("classification", num_classes=10, image_size=32))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    for source in (tmp_path / "run", tmp_path / "run" / "checkpoint.pt"):
+        with pytest.raises(InitError) as err:
+            pretrained_attention_(target, source)
+        message = str(err.value)
+        assert "head mismatch" in message and "trained with 2 attention heads" in message, message
+        assert "the model has 4" in message and "config.yaml" in message and "model.heads=2" in message
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # nothing written
+    same = build_model(options, DataSpec("classification", num_classes=10, image_size=32))
+    assert pretrained_attention_(same, tmp_path / "run") == 2  # the checkpoint's own head count: copied
+
+
+def test_a_timm_name_records_its_head_count_without_the_network():
+    from mimetic.init.pretrained import source_heads
+
+    heads, where = source_heads("vit_tiny_patch16_224", {})
+    assert heads == [3] * 12 and "vit_tiny_patch16_224" in where
+    assert source_heads("no_such_model_name", {}) is None

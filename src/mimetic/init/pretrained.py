@@ -2,7 +2,8 @@
 
 Only ``blocks.<i>.attn.qkv`` and ``blocks.<i>.attn.proj`` (weights and biases) are copied;
 every other tensor keeps its fresh initialisation, so the comparison isolates what the
-attention weights alone carry.
+attention weights alone carry. The source must match the model in depth, shapes and, where the
+source records it (a run directory's config, a timm name; a bare file cannot tell), head count.
 
 The weights come from a local file, or from a timm model name when the Hugging Face hub
 can be reached (or the weights are already in its local cache). Without network a timm
@@ -28,7 +29,8 @@ from torch import nn
 
 from mimetic.init.attention import attention_layers_or_raise
 from mimetic.init.base import INITS, InitError
-from mimetic.init.layers import TimmFusedAttention
+from mimetic.init.layers import TimmFusedAttention, find_attention_layers
+from mimetic.init.source_run import CONFIG, run_dir_of, source_model
 from mimetic.registry import Option
 
 _ATTN_KEY = re.compile(r"(?:^|\.)blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)$")
@@ -184,6 +186,31 @@ def _load_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
     return _timm_state_dict(str(source))
 
 
+def source_heads(source: str | Path, state: dict[str, torch.Tensor]) -> tuple[list[int], str] | None:
+    """The head count of each attention block of the source, and where it is recorded; None if nowhere.
+
+    A state dict cannot tell: a (3d, d) ``qkv`` weight fits any head count that divides d. What records it:
+    a run of this project (the model its ``config.yaml`` describes, rebuilt on the meta device) and a timm
+    model name (its architecture). A bare .pth/.safetensors file records nothing.
+    """
+    path = checkpoint_file(source)
+    if path.is_file():
+        model = source_model(path, state)  # None unless the file is a run's
+        where = f"model of its {run_dir_of(path) / CONFIG}" if model is not None else ""
+    else:
+        import timm
+
+        if not timm.is_model(str(source)):
+            return None
+        with torch.device("meta"):
+            model = timm.create_model(str(source), pretrained=False)
+        where = f"timm's {source}"
+    if model is None:
+        return None
+    heads = [layer.num_heads for layer in find_attention_layers(model)]
+    return (heads, where) if heads else None
+
+
 def pretrained_attention_(model: nn.Module, source: str | Path) -> int:
     """Copy the attention weights (qkv and proj, with biases) of a timm ViT checkpoint into ``model``.
 
@@ -232,6 +259,18 @@ def pretrained_attention_(model: nn.Module, source: str | Path) -> int:
                     f"model {tuple(target.shape)}; use a model of the same width/depth as the checkpoint"
                 )
             plan.append((target, tensor))
+    # Same shapes, so the remaining question is how the width splits into heads.
+    recorded = source_heads(source, state)
+    if recorded is not None:
+        heads, where = recorded
+        for layer, theirs in zip(layers, heads):
+            if theirs != layer.num_heads:
+                raise InitError(
+                    f"head mismatch: {source} was trained with {theirs} attention heads per block (the {where}), "
+                    f"the model has {layer.num_heads} ({layer.name}). The same qkv/proj weights split into "
+                    f"{layer.num_heads} heads compute other attention maps than the {theirs} they were trained "
+                    f"as; use a model with {theirs} heads (model.heads={theirs})"
+                )
     with torch.no_grad():
         for target, tensor in plan:
             target.copy_(tensor)
