@@ -62,6 +62,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# FLOP count, datasheet peaks and MFU: shared with scripts/gpu_check.py.
+from mimetic.train.throughput import CIFAR10_TRAIN_IMAGES, mfu, peak_tflops, training_flops
+
 #: head dim 64 gives ViT-Tiny/Small/Base-like head counts: d=384 -> 6, 768 -> 12, 2048 -> 32.
 HEAD_DIM = 64
 
@@ -310,22 +313,6 @@ def bench_step(args, device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------- throughput of the paper's run
-#: Dense bf16 tensor-core peaks from the vendors' datasheets (TFLOP/s), matched against the device name.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0,
-                    "RTX 4090": 165.0}
-CIFAR10_TRAIN_IMAGES = 50_000
-
-
-def peak_tflops(device: torch.device, given: float | None) -> float | None:
-    """--peak-tflops, else the datasheet peak of a known GPU, else None (no MFU printed)."""
-    if given:
-        return given
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
-
-
 def bench_throughput(args, device: torch.device) -> dict:
     """Images/s of the paper's headline run (default: ViT-Tiny/2 on CIFAR-10 shapes, the train config's recipe),
     its model FLOPs per image (forward + backward, counted by torch's FlopCounterMode), the model FLOPs
@@ -335,8 +322,6 @@ def bench_throughput(args, device: torch.device) -> dict:
     autocast, fused AdamW, ``channels_last``, ``trainer.compile`` as the config sets them on that device), not
     the loader."""
     from hydra import compose, initialize_config_dir
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
 
     from mimetic.models import build_model
     from mimetic.models.base import DataSpec
@@ -365,14 +350,7 @@ def bench_throughput(args, device: torch.device) -> dict:
     x = torch.randn(batch_size, 3, size, size, device=device)
     batch = (x.contiguous(memory_format=cfg.model.memory_format(device)), torch.randint(0, 10, (batch_size,),
                                                                                         device=device))
-    # Eager, one forward + backward, attention through the math backend: its matmuls are what the counter sees
-    # on every device (the fused CPU attention kernel has no FLOP formula and would count as zero).
-    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
-        with precision.autocast():
-            loss, _ = task.training_loss(model, batch)
-        loss.backward()
-    flops_per_image = counter.get_total_flops() / batch_size
-    optimizer.zero_grad(set_to_none=True)
+    flops_per_image = training_flops(model, task, batch, precision) / batch_size  # eager, SDPA's math backend
     train_model = torch.compile(model) if t.compile else model
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -389,7 +367,7 @@ def bench_throughput(args, device: torch.device) -> dict:
     total = flops_per_image * CIFAR10_TRAIN_IMAGES * t.epochs
     out = {"images_per_s": rate, "flops_per_image": flops_per_image, "total_flops": total,
            "projected_s": CIFAR10_TRAIN_IMAGES * t.epochs / rate,
-           "mfu": flops_per_image * rate / (peak * 1e12) if peak else None}
+           "mfu": mfu(flops_per_image, rate, peak)}
     print(f"\n## throughput: {cfg.model.name}, batch {batch_size}, precision {t.precision} -> "
           f"{precision.dtype or 'fp32'}, compile={t.compile}, on {device} ({args.throughput_steps} steps, "
           f"median [min, max] of {args.repeats})")

@@ -29,6 +29,7 @@ def load_script(relative_path: str, name: str | None = None):
     path = REPO / relative_path
     spec = importlib.util.spec_from_file_location(name or path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (with postponed annotations) look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -1,7 +1,8 @@
 """The accelerator path of the augmentation: same images as the grouped CPU path, and no host syncs.
 
 A host sync cannot be observed on the CPU, so the check records every aten op the transform
-dispatches and refuses those that would wait for an accelerator or copy host data to it:
+dispatches and refuses those that would wait for an accelerator or copy host data to it
+(:class:`mimetic.data.host_syncs.HostSyncRecorder`, which scripts/gpu_check.py uses too):
 reading a value back (``.item()``, ``bool(t)``, ``mask.any()`` in an ``if``), data-dependent
 shapes (``x[mask]``, ``nonzero``), and tensors built from Python data (``torch.tensor(list)``).
 On a machine with CUDA the same transform also runs under ``torch.cuda.set_sync_debug_mode("error")``.
@@ -9,29 +10,9 @@ On a machine with CUDA the same transform also runs under ``torch.cuda.set_sync_
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mimetic.data.augment import AUGS, GEOMETRIC, TrainTransform, _apply_all, randaugment, randaugment_space
-
-#: aten ops that make the host wait for an accelerator, or move host data onto it.
-SYNCING = {"_local_scalar_dense", "nonzero", "nonzero_static", "masked_select", "is_nonzero", "item", "equal",
-           "lift_fresh", "lift_fresh_copy", "_assert_async", "unique", "_unique2", "bincount", "repeat_interleave"}
-
-
-class Recorder(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.bad: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.__name__.split(".")[0]
-        if name in SYNCING:
-            self.bad.append(func.__name__)
-        if name in ("index", "index_put", "index_put_"):  # a boolean index has a data-dependent size
-            indices = args[1] if len(args) > 1 else []
-            if any(i is not None and i.dtype == torch.bool for i in indices):
-                self.bad.append(f"{func.__name__} with a boolean mask")
-        return func(*args, **(kwargs or {}))
+from mimetic.data.host_syncs import HostSyncRecorder as Recorder
 
 
 def images(n=96, size=32, seed=0):
