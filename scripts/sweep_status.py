@@ -13,7 +13,9 @@ its data (what train.py itself computes), so the status is read without running 
   done       DONE is there (a relaunch skips it)
   running    a live process holds its LOCK (same host: the PID; other hosts: a fresh heartbeat)
   resumable  a checkpoint and no live owner: a relaunch resumes it (preempted, killed, stopped)
-  failed     FAILED is there (its first line is shown); a relaunch retries it
+  failed     FAILED is there (its first line is shown), or the job crashed: its train.log ends in a
+             Python traceback and no live process owns it ("crashed: " and the traceback's last line);
+             a relaunch retries it (resuming from its checkpoint, if it wrote one)
   started    the directory exists, no checkpoint yet (stopped before the first one)
   missing    no directory: never started
   invalid    the job's config does not compose or validate (the message is shown)
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -59,7 +62,7 @@ def job_status(overrides: list[str], config_dir: Path = REPO / "configs") -> dic
     from mimetic.cli import register_resolvers
     from mimetic.errors import MimeticError
     from mimetic.train.config import load_config, run_identity
-    from mimetic.train.rundir import CHECKPOINT, DONE, FAILED
+    from mimetic.train.rundir import CHECKPOINT, DONE, FAILED, LOG
     from mimetic.train.runlock import RunLock
 
     register_resolvers()
@@ -81,6 +84,10 @@ def job_status(overrides: list[str], config_dir: Path = REPO / "configs") -> dic
     elif (run_dir / FAILED).exists():
         lines = (run_dir / FAILED).read_text(errors="replace").strip().splitlines()
         record["state"], record["detail"] = "failed", lines[0] if lines else ""
+    elif (crash := crashed(run_dir / LOG)) is not None:
+        record["state"], record["detail"] = "failed", f"crashed: {crash}"
+        if (run_dir / CHECKPOINT).exists():
+            record["detail"] += f"; a relaunch resumes from {_progress(run_dir / CHECKPOINT)}"
     elif (run_dir / CHECKPOINT).exists():
         record["state"] = "resumable"
         record["detail"] = _progress(run_dir / CHECKPOINT)
@@ -89,6 +96,35 @@ def job_status(overrides: list[str], config_dir: Path = REPO / "configs") -> dic
     else:
         record["state"] = "missing"
     return record
+
+
+TRACEBACK = "Traceback (most recent call last):"
+LOG_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d[ T]")  # a line logged after it: "[2026-11-24 10:00:00,000][..."
+TAIL_BYTES = 256 * 1024
+
+
+def crashed(log: Path) -> str | None:
+    """The last line of the Python traceback ``log`` ends in (the exception), or None.
+
+    A traceback followed by later log records is not the end (the job was relaunched and went
+    on); an interrupt's traceback (KeyboardInterrupt) is a stop, not a crash.
+    """
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - TAIL_BYTES))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    starts = [i for i, line in enumerate(lines) if line.startswith(TRACEBACK)]
+    if not starts:
+        return None
+    after = [line for line in lines[starts[-1] + 1:] if line.strip()]
+    if not after or any(LOG_RECORD.match(line) for line in after):
+        return None
+    last = after[-1].strip()
+    if last.startswith("KeyboardInterrupt") or after[-1].startswith(" "):
+        return None  # an interrupt, or a log cut inside a frame (still being written)
+    return last
 
 
 def _progress(path: Path) -> str:

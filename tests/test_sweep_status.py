@@ -55,6 +55,51 @@ def test_every_state_is_told_apart(tmp_path):
     assert invalid["state"] == "invalid" and "model.dim" in invalid["detail"]
 
 
+TRACEBACK = """[2026-11-24 10:00:00,000][mimetic.train.run][INFO] - epoch 1: test_acc 41.20
+Traceback (most recent call last):
+  File "/work/main/train.py", line 12, in main
+    return cli.main(cfg)
+  File "/work/main/src/mimetic/train/loop.py", line 88, in train_step
+    loss = model(x)
+RuntimeError: CUDA error: an illegal memory access was encountered
+"""
+
+
+def test_a_job_that_crashed_with_a_traceback_is_failed_with_the_exception(tmp_path):
+    """A crash (an exception that is not a user error) leaves no FAILED, no DONE and a dead owner: not "started"."""
+    base = [*FAST, f"paths.runs_dir={tmp_path / 'runs'}"]
+    cases = ("crashed", "crashed_after_checkpoint", "relaunched", "interrupted", "cut_in_a_frame", "plain_log")
+    jobs = {case: [*base, f"seed={i}"] for i, case in enumerate(cases)}
+    dirs = {case: sweep_status.job_status(job)["run_dir"] for case, job in jobs.items()}
+    logs = {
+        "crashed": TRACEBACK + "\n",
+        "crashed_after_checkpoint": TRACEBACK,
+        "relaunched": TRACEBACK + "[2026-11-24 10:05:00,000][mimetic.train.run][INFO] - resuming from epoch 1\n",
+        "interrupted": TRACEBACK.replace("RuntimeError: CUDA error: an illegal memory access was encountered",
+                                         "KeyboardInterrupt"),
+        "cut_in_a_frame": TRACEBACK.rsplit("\n", 2)[0] + "\n",
+        "plain_log": "[2026-11-24 10:00:00,000][mimetic.train.run][INFO] - epoch 1: test_acc 41.20\n",
+    }
+    for case, text in logs.items():
+        os.makedirs(dirs[case])
+        with open(os.path.join(dirs[case], "train.log"), "w") as f:
+            f.write(text)
+    torch.save({"progress": {"epoch": 1, "global_step": 9}}, os.path.join(dirs["crashed_after_checkpoint"],
+                                                                         "checkpoint.pt"))
+    # the LOCK of a process that died without releasing it (as a crash under kill -9 leaves it): no live owner
+    subprocess.run([sys.executable, "-c", "import os, sys\nfrom mimetic.train.runlock import RunLock\n"
+                    "RunLock(sys.argv[1]).acquire(); os._exit(1)", dirs["crashed"]], check=False, timeout=60)
+    assert os.path.exists(os.path.join(dirs["crashed"], "LOCK"))
+    records = {case: sweep_status.job_status(job) for case, job in jobs.items()}
+    assert {c: r["state"] for c, r in records.items()} == {
+        "crashed": "failed", "crashed_after_checkpoint": "failed", "relaunched": "started",
+        "interrupted": "started", "cut_in_a_frame": "started", "plain_log": "started"}
+    assert records["crashed"]["detail"] == (
+        "crashed: RuntimeError: CUDA error: an illegal memory access was encountered")
+    assert records["crashed_after_checkpoint"]["detail"].endswith("; a relaunch resumes from epoch 1 step 9")
+    assert sweep_status.main(["--missing", *base, "seed=0"]) == 1
+
+
 @pytest.mark.slow
 def test_relaunching_a_sweep_with_one_job_deleted_trains_only_that_job(tmp_path):
     sweep = [*FAST, f"paths.runs_dir={tmp_path / 'runs'}", "seed=0,1", "init=default,mimetic"]
