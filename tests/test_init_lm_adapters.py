@@ -453,3 +453,44 @@ def test_bert_relative_positions_are_refused():
     attn.self.distance_embedding = nn.Embedding(8, 12)
     with pytest.raises(InitError, match="relative_key"):
         mimetic_attention_(attn)
+
+
+def hf_init_(module: nn.Module, std: float = 0.02) -> None:
+    """What transformers' _init_weights gives a Linear (initializer_range 0.02): N(0, std), zero bias."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+@pytest.mark.parametrize("width,heads", [(64, 4), (256, 4), (512, 8)])
+def test_eager_float32_softmax_is_accepted_on_every_seed(width, heads):
+    """The probe reads logits back from probabilities that Llama's eager attention rounds to float32 even in
+    the float64 copy; with fresh weights' tiny logits that rounding reached the 1e-4 tolerance and the layer
+    was refused on some seeds (3 of 6 with transformers' LlamaAttention). The probe now works at logits of
+    order one, where the float32 softmax costs ~1e-7."""
+    refused = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        attn = LlamaAttention(llama_config(hidden_size=width, num_attention_heads=heads, num_key_value_heads=heads))
+        hf_init_(attn)
+        scan = scan_attention(attn)
+        if not scan.layers:
+            refused.append((seed, scan.unsupported[0][2]))
+    assert refused == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_transformers_llama_eager_attention_is_accepted_on_every_seed(seed):
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaAttention as HFLlamaAttention
+
+    config = transformers.LlamaConfig(hidden_size=256, num_attention_heads=4, num_key_value_heads=4,
+                                      intermediate_size=512, num_hidden_layers=1, attn_implementation="eager")
+    torch.manual_seed(seed)
+    attn = HFLlamaAttention(config, layer_idx=0)
+    hf_init_(attn, config.initializer_range)
+    scan = scan_attention(attn)
+    assert scan.layers and not scan.unsupported, scan.problem_text()
+    assert mimetic_attention_(nn.ModuleList([attn]), generator=torch.Generator().manual_seed(seed)) == 1
