@@ -247,3 +247,23 @@ def test_text_that_is_not_utf8_is_one_message_and_leaves_no_run_dir(tmp_path, mo
                                 "trainer.progress=false", "logger.mode=disabled", f"paths.runs_dir={runs}")
     assert code == 2 and "wiki.valid.tokens is not UTF-8 text" in out and "Traceback" not in out, out
     assert not runs.exists() or list(runs.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_hydra_sweep_dir_moves_a_sweeps_runs(tmp_path, monkeypatch, capsys, folder_root):
+    """hydra.sweep.dir=X puts the jobs in X/<run key> (Hydra's convention); they used to land in
+    paths.runs_dir whatever X said, because the sweep subdir was the absolute run dir."""
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    args = folder(folder_root, "trainer.max_steps=1", f"paths.runs_dir={runs}")
+    code, out = main_in_process(monkeypatch, capsys, "-m", *args, "seed=0,1", f"hydra.sweep.dir={elsewhere}")
+    assert code == 0, out
+    jobs = sorted(p.name for p in elsewhere.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(jobs) == 2 and all((elsewhere / j / "DONE").exists() for j in jobs), jobs
+    assert [j.split("-s")[1][0] for j in jobs] == ["0", "1"] and not runs.exists()
+    # Without hydra.sweep.dir: paths.runs_dir/<run key>, the directories single runs use (and so resume).
+    code, out = main_in_process(monkeypatch, capsys, "-m", *args, "seed=0,1")
+    assert code == 0 and sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) == jobs
+    # An invalid job of such a sweep leaves nothing in the sweep dir.
+    code, out = main_in_process(monkeypatch, capsys, "-m", *args, "model.heads=3,2", f"hydra.sweep.dir={elsewhere}")
+    assert code == 1 and "1 of 2 jobs failed" in out and "model.heads=3 does not divide" in out
+    assert sorted(p.name for p in elsewhere.iterdir() if p.is_dir() and not p.name.startswith(".")) == jobs

@@ -230,3 +230,18 @@ def test_lm_label_smoothing_tags_the_identity_only_where_it_now_changes_the_loss
     assert "lm_loss_smoothed" not in config_blob(load_config(composed(*lm, "trainer.label_smoothing=0")))
     assert '"lm_loss_smoothed":true' in config_blob(load_config(composed(*lm, "trainer.label_smoothing=0.1")))
     assert "lm_loss_smoothed" not in config_blob(load_config(composed("dataset=digits")))  # classification: as before
+
+
+def test_a_sweep_job_lands_below_hydra_sweep_dir(tmp_path):
+    import os
+
+    cfg = composed("paths.runs_dir=/tmp/r", "dataset=digits", f"hydra.sweep.dir={tmp_path}", hydra_node=True)
+    sweep = OmegaConf.to_container(cfg.hydra.sweep, resolve=True)
+    assert os.path.join(sweep["dir"], sweep["subdir"]) == str(tmp_path / run_key(load_config(cfg)))
+    default = OmegaConf.to_container(composed("paths.runs_dir=/tmp/r", "dataset=digits", hydra_node=True).hydra.sweep,
+                                     resolve=True)
+    assert os.path.join(default["dir"], default["subdir"]) == "/tmp/r/" + run_key(load_config(cfg))
+    invalid = OmegaConf.to_container(composed("model.heads=5", "dataset=digits", f"hydra.sweep.dir={tmp_path}",
+                                              hydra_node=True).hydra.sweep, resolve=True)
+    assert "mimetic-invalid-config" in os.path.join(invalid["dir"], invalid["subdir"])
+    assert not os.path.join(invalid["dir"], invalid["subdir"]).startswith(str(tmp_path))

@@ -1,8 +1,10 @@
 """The boundary between Hydra and a run: resolvers, the error boundary, sweep reports, logging.
 
-* ``${run_dir:}`` / ``${sweep_dir:}`` name the run directory from the run identity. A config
-  that does not validate gets a throw-away placeholder directory instead (removed on exit),
-  so an invalid config never leaves a run directory behind.
+* ``${run_dir:}`` / ``${sweep_dir:}`` / ``${run_subdir:}`` name the run directory from the run
+  identity: ``<paths.runs_dir>/<run key>`` for a run, and for a sweep's job ``<hydra.sweep.dir>/<run
+  key>``, the sweep dir being ``paths.runs_dir`` unless ``hydra.sweep.dir`` moves it. A config that
+  does not validate gets a throw-away placeholder directory instead (removed on exit), so an
+  invalid config never leaves a run directory behind.
 * :func:`main` turns every user error (``MimeticError``) into one message, exit status 2,
   and a stop signal into one line, the signal's status. In a sweep (``-m``) a failing job
   records its error (``FAILED`` in its run dir, the message in its log) and the next job
@@ -39,15 +41,28 @@ def resolve_run_dir(root: DictConfig) -> str:
 
     try:
         cfg = load_config(root)
-        # Absolute: Hydra joins the sweep dir with this, and a relative one would nest runs/runs/<key>.
         return str((Path(cfg.paths.runs_dir).expanduser() / run_identity(cfg).run_key).absolute())
     except MimeticError:
         return _placeholder_dir()  # run() reports the real problem, with a clear message
 
 
+def resolve_run_subdir(root: DictConfig) -> str:
+    """A sweep job's directory below ``hydra.sweep.dir``: the run key, relative, so that Hydra's
+    ``<sweep dir>/<subdir>`` puts it wherever ``hydra.sweep.dir`` says (default ``paths.runs_dir``, i.e.
+    the ``runs/<run key>`` a single run gets). An invalid config gets the absolute placeholder, which
+    Hydra's join keeps as it is: nothing lands in the sweep dir."""
+    from mimetic.train.config import load_config, run_identity
+
+    try:
+        return run_identity(load_config(root)).run_key
+    except MimeticError:
+        return _placeholder_dir()
+
+
 def resolve_sweep_dir(root: DictConfig) -> str:
+    """``hydra.sweep.dir``'s default: ``paths.runs_dir`` (absolute); a placeholder when it is unusable."""
     runs_dir = str(OmegaConf.select(root, "paths.runs_dir", default="") or "").strip()
-    return runs_dir if runs_dir not in ("", "/", "~") else _placeholder_dir()
+    return str(Path(runs_dir).expanduser().absolute()) if runs_dir not in ("", "/", "~") else _placeholder_dir()
 
 
 def wandb_mode_from_env() -> str:
@@ -64,6 +79,7 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("run_dir"):
         OmegaConf.register_new_resolver("run_dir", lambda *, _root_: resolve_run_dir(_root_))
         OmegaConf.register_new_resolver("sweep_dir", lambda *, _root_: resolve_sweep_dir(_root_))
+        OmegaConf.register_new_resolver("run_subdir", lambda *, _root_: resolve_run_subdir(_root_))
         OmegaConf.register_new_resolver("wandb_mode", wandb_mode_from_env)
 
 
