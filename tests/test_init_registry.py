@@ -29,8 +29,9 @@ def keys(name: str) -> set[str]:
 
 
 def test_names_and_schemas():
-    assert INITS.names() == ["default", "dw_covariance", "dw_covariance_transfer", "mimetic", "mimetic+dw_covariance",
-                             "mimetic+dw_covariance_transfer", "mimetic_qk", "mimetic_vo", "pretrained_attention"]
+    assert INITS.names() == ["default", "dw_box", "dw_covariance", "dw_covariance_transfer", "dw_impulse", "impulse",
+                             "mimetic", "mimetic+dw_covariance", "mimetic+dw_covariance_transfer", "mimetic_qk",
+                             "mimetic_simple", "mimetic_vo", "pretrained_attention", "vo_nonzero"]
     assert INIT_NAMES == tuple(INITS.names())
     assert keys("default") == set()
     assert keys("mimetic") == {"alpha_qk", "beta_qk", "alpha_vo", "beta_vo", "sign_qk", "sign_vo", "solver"}
@@ -106,7 +107,7 @@ def test_apply_init_accepts_names_options_and_objects():
     assert apply_init(model, "default") == {"init": "default", "layers": 0}
     assert apply_init(model, MimeticOptions(name="mimetic"))["layers"] == 1
     assert apply_init(model, OmegaConf.structured(MimeticOptions(name="mimetic_vo")))["init"] == "mimetic_vo"
-    with pytest.raises(ConfigError, match="init.name is missing; choose one of: default, dw_covariance, .*mimetic"):
+    with pytest.raises(ConfigError, match="init.name is missing; choose one of: default, dw_box, .*mimetic"):
         apply_init(model, {"alpha_qk": 0.5})
     with pytest.raises(ConfigError, match="not a registered init"):
         apply_init(model, {"name": "mimetics"})

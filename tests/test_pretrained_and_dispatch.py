@@ -68,7 +68,8 @@ def test_missing_file_and_mismatches(tmp_path):
 def test_apply_init_dispatch(tmp_path):
     base = make_vit(dim=48, heads=3, depth=1)
     names = {}
-    for name in [n for n in INITS.names() if "dw_covariance" not in n]:  # depthwise inits: test_conv_init.py
+    # depthwise inits: test_conv_init.py, test_init_conv_filters.py; impulse (a fixed 2-D table): test_init_impulse.py
+    for name in [n for n in INITS.names() if "dw_" not in n and n != "impulse"]:
         model = make_vit(dim=48, heads=3, depth=1)
         cfg = {"name": name, "alpha_qk": 0.7, "beta_qk": 0.7, "alpha_vo": 0.4, "beta_vo": 0.4}
         if name == "pretrained_attention":
@@ -87,8 +88,14 @@ def test_apply_init_dispatch(tmp_path):
             assert torch.equal(qkv[:96], old[:96]) and not torch.equal(proj, old_proj)
         if name in ("mimetic", "pretrained_attention"):
             assert not torch.equal(qkv, old) and not torch.equal(proj, old_proj)
+        if name == "mimetic_simple":  # keys and values only
+            assert torch.equal(qkv[:48], old[:48]) and not torch.equal(qkv[48:], old[48:])
+            assert torch.equal(proj, old_proj)
+        if name == "vo_nonzero":
+            assert torch.equal(qkv[:96], old[:96]) and not torch.equal(proj, old_proj)
     assert names["default"]["layers"] == 0 and names["mimetic"]["layers"] == 1
-    assert set(names) == {"default", "mimetic", "mimetic_qk", "mimetic_vo", "pretrained_attention"}
+    assert set(names) == {"default", "mimetic", "mimetic_qk", "mimetic_vo", "pretrained_attention", "mimetic_simple",
+                          "vo_nonzero"}
     with pytest.raises(ConfigError, match="'mimetics' is not a registered init; choose one of: default, .*mimetic"):
         apply_init(base, {"name": "mimetics"})
     with pytest.raises(InitError, match="init=pretrained_attention needs init.checkpoint="):

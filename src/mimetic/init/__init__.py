@@ -55,6 +55,8 @@ probes that the module computes the products its weights say. Modules that look 
 attention but that no adapter claims make every attention init refuse, with their names.
 """
 
+# Registered before dispatch computes INIT_NAMES (diagnostics imports dispatch).
+from mimetic.init import conv_filters, impulse, simple  # noqa: F401
 from mimetic.init.attention import (
     PAPER_COEFFICIENTS,
     MimeticCoefficients,
@@ -64,6 +66,7 @@ from mimetic.init.attention import (
     mimetic_attention_,
 )
 from mimetic.init.base import INITS, InitError
+from mimetic.init.conv_filters import DwBoxOptions, DwImpulseOptions, depthwise_box_, depthwise_impulse_
 from mimetic.init.depthwise import (
     DepthwiseConv,
     DwCovarianceOptions,
@@ -84,6 +87,7 @@ from mimetic.init.diagnostics import (
 )
 from mimetic.init.dispatch import INIT_NAMES, DefaultOptions, apply_init, init_options
 from mimetic.init.factorize import balanced_factors, identity_plus_noise
+from mimetic.init.impulse import ImpulseOptions, impulse_attention_, impulse_diagnostics
 from mimetic.init.layers import (
     AttentionAdapter,
     AttentionScan,
@@ -94,6 +98,7 @@ from mimetic.init.layers import (
 )
 from mimetic.init.lm_layers import BertStyleAttention, FusedCAttnAttention, SeparateProjAttention
 from mimetic.init.pretrained import PretrainedAttentionOptions, pretrained_attention_
+from mimetic.init.simple import MimeticSimpleOptions, VONonzeroOptions, mimetic_simple_, vo_nonzero_
 
 __all__ = [
     "INITS",
@@ -104,30 +109,40 @@ __all__ = [
     "BertStyleAttention",
     "DefaultOptions",
     "DepthwiseConv",
+    "DwBoxOptions",
     "DwCovarianceOptions",
+    "DwImpulseOptions",
     "DwTransferOptions",
     "FusedCAttnAttention",
+    "ImpulseOptions",
     "InitError",
     "LayerProducts",
     "MimeticCoefficients",
     "MimeticOptions",
     "MimeticQKOptions",
+    "MimeticSimpleOptions",
     "MimeticVOOptions",
     "PretrainedAttentionOptions",
     "SeparateProjAttention",
+    "VONonzeroOptions",
     "apply_init",
     "attention_maps",
     "attention_products",
     "balanced_factors",
+    "depthwise_box_",
     "depthwise_covariance_",
     "depthwise_covariance_transfer_",
+    "depthwise_impulse_",
     "diagnose_init",
     "find_attention_layers",
     "find_depthwise_convs",
     "gaussian_covariance",
     "identity_plus_noise",
+    "impulse_attention_",
+    "impulse_diagnostics",
     "init_options",
     "mimetic_attention_",
+    "mimetic_simple_",
     "pretrained_attention_",
     "product_stats",
     "register_attention_adapter",
@@ -135,4 +150,5 @@ __all__ = [
     "scan_attention",
     "state_snapshot",
     "summarize_products",
+    "vo_nonzero_",
 ]

@@ -217,6 +217,8 @@ def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor
       whose attention cannot be measured gets ``attention_unsupported`` (the scan) instead.
     * ``depthwise`` (models with depthwise convs): per layer, the filters' empirical covariance
       against the init's target (:func:`mimetic.init.depthwise.depthwise_diagnostics`).
+    * whatever the init's options add through a ``diagnostics(model) -> dict`` method (``init=impulse``:
+      ``impulse``, each head's step-0 offset and attention mass on it, see :mod:`mimetic.init.impulse`).
     """
     opts = init_options(options)
     report: dict[str, Any] = {"init": opts.name, "changed_tensors": None, "unchanged_count": None}
@@ -225,6 +227,9 @@ def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor
     depthwise = depthwise_diagnostics(model, opts, before)  # {} for a model without depthwise convs
     if depthwise:
         report["depthwise"] = depthwise
+    own = getattr(opts, "diagnostics", None)  # an init's own step-0 measurements (init=impulse: its offsets)
+    if callable(own):
+        report.update(own(model))
     betas = {
         "target_beta_qk": getattr(opts, "sign_qk", 1) * getattr(opts, "beta_qk", PAPER_COEFFICIENTS.beta_qk),
         "target_beta_vo": -getattr(opts, "sign_vo", -1) * getattr(opts, "beta_vo", PAPER_COEFFICIENTS.beta_vo),
