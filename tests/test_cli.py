@@ -267,3 +267,46 @@ def test_hydra_sweep_dir_moves_a_sweeps_runs(tmp_path, monkeypatch, capsys, fold
     code, out = main_in_process(monkeypatch, capsys, "-m", *args, "model.heads=3,2", f"hydra.sweep.dir={elsewhere}")
     assert code == 1 and "1 of 2 jobs failed" in out and "model.heads=3 does not divide" in out
     assert sorted(p.name for p in elsewhere.iterdir() if p.is_dir() and not p.name.startswith(".")) == jobs
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "slurm_ddp"])
+def test_a_slurm_launcher_without_m_is_one_message_not_a_local_run(tmp_path, monkeypatch, capsys, folder_root,
+                                                                    launcher):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    runs = tmp_path / "runs"
+    code, out = main_in_process(monkeypatch, capsys, *folder(folder_root, f"paths.runs_dir={runs}"),
+                                f"hydra/launcher={launcher}")
+    assert code == 2 and f"hydra/launcher={launcher} launches the jobs of a sweep" in out and "add -m" in out.lower()
+    assert "Traceback" not in out and "start " not in out and not runs.exists(), out
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "slurm_ddp"])
+def test_a_slurm_sweep_without_slurm_is_one_message_before_submitting(tmp_path, monkeypatch, capsys, folder_root,
+                                                                       launcher):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))  # no sbatch, no srun
+    runs = tmp_path / "runs"
+    code, out = main_in_process(monkeypatch, capsys, "-m", *folder(folder_root, f"paths.runs_dir={runs}"),
+                                f"hydra/launcher={launcher}", "seed=0,1")
+    assert code == 2 and "sbatch and srun are not on this machine's PATH" in out and "SLURM login node" in out, out
+    assert f"drop hydra/launcher={launcher}" in out and "Traceback" not in out and "Could not detect" not in out
+    assert not runs.exists() or not list(runs.glob(".submitit/*"))
+
+
+def test_the_slurm_check_lets_a_login_node_submit(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from mimetic.cli import LauncherCheck
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for command in ("sbatch", "srun"):
+        (bin_dir / command).write_text("#!/bin/sh\n")
+        (bin_dir / command).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    config = OmegaConf.create({"hydra": {"runtime": {"choices": {"hydra/launcher": "slurm"}}, "launcher": {
+        "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}}})
+    LauncherCheck().on_multirun_start(config)  # no SystemExit
+    basic = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher."
+                                                                 "BasicLauncher"}}})
+    LauncherCheck().on_run_start(basic)  # a plain run: nothing to say

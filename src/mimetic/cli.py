@@ -201,6 +201,43 @@ class SweepReport(Callback):
         sys.exit(1)
 
 
+class LauncherCheck(Callback):
+    """A launcher other than Hydra's basic one in a command it cannot serve: one message, exit 2.
+
+    Hydra uses ``hydra/launcher`` only for sweeps (``-m``): a single run with ``hydra/launcher=slurm``
+    would train here, on this machine, with no word. And the SLURM launchers need the SLURM commands
+    (submitit fails with a traceback, 'Could not detect "srun"', after the sweep has started).
+    Registered before :class:`RunDirCheck`, so a refused command creates no directory.
+    """
+
+    @staticmethod
+    def _launcher(config: DictConfig) -> tuple[str, str]:
+        """(the ``hydra/launcher`` option chosen, the launcher class's path)."""
+        choices = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+        return str(choices.get("hydra/launcher") or target.rsplit(".", 1)[-1] or "basic"), target
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        choice, target = self._launcher(config)
+        if target and not target.endswith(".BasicLauncher"):
+            print(f"error: hydra/launcher={choice} launches the jobs of a sweep, and Hydra ignores it without -m: "
+                  "this command would train here, on this machine. Add -m to submit it (python train.py -m "
+                  f"hydra/launcher={choice} ...), or drop hydra/launcher={choice} to train here.", file=sys.stderr)
+            sys.exit(2)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        choice, target = self._launcher(config)
+        if not target.endswith(".SlurmLauncher"):
+            return
+        missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+        if missing:
+            print(f"error: hydra/launcher={choice} submits the sweep's jobs to SLURM, but {' and '.join(missing)} "
+                  f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH: run the command on a SLURM "
+                  f"login node, or drop hydra/launcher={choice} to run the sweep here, one job after another.",
+                  file=sys.stderr)
+            sys.exit(2)
+
+
 class RunDirCheck(Callback):
     """Before Hydra creates the run (or sweep) directory: one message if it cannot be created."""
 
