@@ -310,3 +310,27 @@ def test_the_slurm_check_lets_a_login_node_submit(tmp_path, monkeypatch):
     basic = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher."
                                                                  "BasicLauncher"}}})
     LauncherCheck().on_run_start(basic)  # a plain run: nothing to say
+
+
+def test_a_job_that_raises_a_bug_still_gets_the_sweep_report(tmp_path, monkeypatch, capsys, folder_root):
+    """Hydra's sweeper re-raised a job's non-Mimetic exception after the jobs ran: the sweep ended on that
+    traceback instead of the N-of-M report. The bug keeps its traceback (in the job's log); the report follows."""
+    from mimetic.train import run as run_module
+
+    real_run = run_module.run
+
+    def buggy_for_seed_1(cfg, run_dir=None):
+        if cfg.seed == 1:
+            raise RuntimeError("a bug in the code")
+        return real_run(cfg, run_dir)
+
+    monkeypatch.setattr(run_module, "run", buggy_for_seed_1)
+    code, out = main_in_process(monkeypatch, capsys, "-m", *folder(folder_root, "trainer.max_steps=1",
+                                f"paths.runs_dir={tmp_path}"), "seed=1,0")
+    assert code == 1, out
+    assert "1 of 2 jobs failed" in out and "seed=1" in out and "RuntimeError: a bug in the code" in out
+    assert out.rstrip().endswith("finished jobs are skipped, the rest resume."), out[-500:]
+    done = [p for p in tmp_path.iterdir() if (p / "DONE").exists()]
+    assert len(done) == 1 and "-s0-" in done[0].name  # the job after the failing one ran
+    failed = next(p for p in tmp_path.iterdir() if "-s1-" in p.name)
+    assert "RuntimeError: a bug in the code" in (failed / "train.log").read_text()  # with its traceback

@@ -171,7 +171,14 @@ except ImportError:  # pragma: no cover
 
 
 class SweepReport(Callback):
-    """Lists the failed jobs of a local sweep at its end and exits non-zero if there were any."""
+    """Lists the failed jobs of a local sweep at its end and exits non-zero if there were any.
+
+    A job that raised something other than a ``MimeticError`` (a bug) is a failed job too: its
+    traceback goes to its log (and the console) when it ends, and the sweep goes on. Hydra's sweeper
+    would otherwise re-raise the first such exception once the jobs are done, so the sweep ended on
+    that traceback and never reached this report; the job's result is therefore recorded as a
+    :class:`JobFailed`, as a user error's is.
+    """
 
     def __init__(self) -> None:
         self.failed: list[JobFailed] = []
@@ -179,14 +186,21 @@ class SweepReport(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
 
+        if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:
+            return  # a single run reports for itself (an unexpected error keeps Hydra's traceback)
         self.count += 1
         value = getattr(job_return, "_return_value", None)
         if isinstance(value, JobFailed):
             self.failed.append(value)
         elif job_return.status == JobStatus.FAILED:
-            self.failed.append(JobFailed(f"{type(value).__name__}: {value}", str(
-                config.hydra.runtime.output_dir), list(job_return.overrides or [])))
+            failure = JobFailed(f"{type(value).__name__}: {value}", str(config.hydra.runtime.output_dir),
+                                list(job_return.overrides or []))
+            log.error("job failed with an unexpected %s (a bug; traceback below); the sweep goes on with the next "
+                      "job", type(value).__name__, exc_info=value if isinstance(value, BaseException) else None)
+            self.failed.append(failure)
+            job_return.return_value, job_return.status = failure, JobStatus.COMPLETED  # reported below, not raised
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.failed:
