@@ -333,6 +333,8 @@ class _Loop:
                 save_now = evaluate_now or stop.requested or (
                     t.checkpoint_every and progress.global_step % t.checkpoint_every == 0)
                 if evaluate_now:
+                    if self.device.type == "cuda":  # steps still queued on the GPU belong to this window's training
+                        torch.cuda.synchronize(self.device)
                     self.window_train_s += time.perf_counter() - train_start
                     record = self._evaluate(progress, window)
                     progress.history.append(record)
