@@ -473,10 +473,14 @@ def main() -> None:
     parser.add_argument("--folder", default="data/cifar10-jpeg-6k", help="image folder for the timm part")
     parser.add_argument("--timm-epochs", type=int, default=2)
     parser.add_argument("--timm-workers", type=int, default=1, help="timm train.py's -j")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch and BLAS/LAPACK (1 gives steadier figures on a shared machine)")
+    parser.add_argument("--threads", default="auto",
+                        help="CPU threads for torch and BLAS/LAPACK: auto (the trainer's choice: the cores no other "
+                             "process keeps busy) or N (1 gives steadier figures on a shared machine)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    from mimetic.train.threads import choose_threads
+
+    args.threads = choose_threads(args.threads).threads
     if args.threads:
         import scipy.linalg  # noqa: F401  (load its BLAS first, so that the limit below reaches it)
         import threadpoolctl

@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
+    from mimetic.train.threads import apply_threads
+
+    apply_threads("auto")  # the cores no other process keeps busy (OMP_NUM_THREADS wins)
     print(f"device {device}, {torch.get_num_threads()} threads, batch {args.batch}")
     results = [(spec, images_per_second(model_config(spec), args.batch, device, args.steps, args.warmup))
                for spec in args.models]
