@@ -334,3 +334,22 @@ def test_a_job_that_raises_a_bug_still_gets_the_sweep_report(tmp_path, monkeypat
     assert len(done) == 1 and "-s0-" in done[0].name  # the job after the failing one ran
     failed = next(p for p in tmp_path.iterdir() if "-s1-" in p.name)
     assert "RuntimeError: a bug in the code" in (failed / "train.log").read_text()  # with its traceback
+
+
+def test_a_remote_jobs_bug_still_fails_the_submitting_command():
+    """A SLURM job runs in another process, whose report the submitting command never prints: there the
+    exception stays the job's result, so Hydra's sweeper still fails the command on it."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from mimetic.cli import JobFailed, SweepReport
+
+    config = OmegaConf.create({"hydra": {"mode": RunMode.MULTIRUN, "runtime": {"output_dir": "/x"}}})
+    for pid, handled in ((os.getpid(), True), (-1, False)):  # the sweep's own process / another one
+        report = SweepReport()
+        report.sweep_pid = pid
+        job = JobReturn(overrides=["seed=1"], status=JobStatus.FAILED, _return_value=RuntimeError("a bug"))
+        report.on_job_end(config, job)
+        assert len(report.failed) == 1 and report.failed[0].message == "RuntimeError: a bug"
+        assert (job.status == JobStatus.COMPLETED and isinstance(job.return_value, JobFailed)) is handled

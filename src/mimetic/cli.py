@@ -177,12 +177,18 @@ class SweepReport(Callback):
     traceback goes to its log (and the console) when it ends, and the sweep goes on. Hydra's sweeper
     would otherwise re-raise the first such exception once the jobs are done, so the sweep ended on
     that traceback and never reached this report; the job's result is therefore recorded as a
-    :class:`JobFailed`, as a user error's is.
+    :class:`JobFailed`, as a user error's is. Only where the job ran in the sweep's own process (the
+    local launcher): a job a remote launcher ran (SLURM) still returns its exception, so the
+    submitting command, which never sees this report, keeps failing on it.
     """
 
     def __init__(self) -> None:
         self.failed: list[JobFailed] = []
         self.count = 0
+        self.sweep_pid: int | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.sweep_pid = os.getpid()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.utils import JobStatus
@@ -200,7 +206,8 @@ class SweepReport(Callback):
             log.error("job failed with an unexpected %s (a bug; traceback below); the sweep goes on with the next "
                       "job", type(value).__name__, exc_info=value if isinstance(value, BaseException) else None)
             self.failed.append(failure)
-            job_return.return_value, job_return.status = failure, JobStatus.COMPLETED  # reported below, not raised
+            if self.sweep_pid == os.getpid():
+                job_return.return_value, job_return.status = failure, JobStatus.COMPLETED  # reported, not raised
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.failed:
