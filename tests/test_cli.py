@@ -353,3 +353,20 @@ def test_a_remote_jobs_bug_still_fails_the_submitting_command():
         report.on_job_end(config, job)
         assert len(report.failed) == 1 and report.failed[0].message == "RuntimeError: a bug"
         assert (job.status == JobStatus.COMPLETED and isinstance(job.return_value, JobFailed)) is handled
+
+
+def test_a_user_error_reaches_the_terminal_once_and_the_log_file_too(tmp_path):
+    """The message was printed twice (Hydra's console handler, then the CLI's own `error:` line)."""
+    from helpers import cli
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("a file of the user's: the folder is not removed")
+    done = cli("model=vit_micro", "dataset=image_folder", f"dataset.root={tmp_path / 'missing'}",
+               "logger.mode=disabled", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 2
+    terminal = done.stdout + done.stderr
+    first_line = next(line for line in done.stderr.splitlines() if line.startswith("error: "))
+    message = first_line.removeprefix("error: ")
+    assert terminal.count(message) == 1, terminal
+    assert message in (run_dir / "train.log").read_text()

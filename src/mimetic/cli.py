@@ -29,6 +29,15 @@ from mimetic.errors import MimeticError
 log = logging.getLogger("mimetic")
 
 PLACEHOLDER_PREFIX = "mimetic-invalid-config-"
+# A record for the run's log file only: the CLI prints its message to the terminal itself (once).
+FILE_ONLY = {"file_only": True}
+
+
+class NotFileOnly(logging.Filter):
+    """Keeps ``FILE_ONLY`` records off the console handler (configs/train.yaml installs it there)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
 
 
 def _placeholder_dir() -> str:
@@ -144,7 +153,7 @@ def main(cfg: DictConfig) -> dict | JobFailed | None:
     try:
         return run(cfg)
     except MimeticError as err:
-        log.error("%s", err)
+        log.error("%s", err, extra=None if multirun else FILE_ONLY)  # a single run prints it below, once
         is_placeholder = bool(output_dir) and Path(output_dir).name.startswith(PLACEHOLDER_PREFIX)
         if multirun:
             log.error("job failed (exit status 2); the sweep goes on with the next job")
@@ -158,7 +167,7 @@ def main(cfg: DictConfig) -> dict | JobFailed | None:
     except StopRequested as stop:
         from mimetic.train.requeue import requeue_if_asked
 
-        log.warning("%s", stop)
+        log.warning("%s", stop, extra=FILE_ONLY)
         print(str(stop), file=sys.stderr)
         requeue_if_asked(stop.signal_name)  # SLURM launchers set MIMETIC_REQUEUE=1: checkpoint first, then requeue
         sys.exit(stop.exit_code)
@@ -218,7 +227,7 @@ class SweepReport(Callback):
             lines.append(f"  - {' '.join(job.overrides)}{where}: {job.message.splitlines()[0]}")
         lines.append("Fix the cause and run the same sweep again: finished jobs are skipped, the rest resume.")
         print("\n".join(lines), file=sys.stderr)
-        log.error("\n".join(lines))
+        log.error("\n".join(lines), extra=FILE_ONLY)
         sys.exit(1)
 
 

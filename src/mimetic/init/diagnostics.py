@@ -38,7 +38,7 @@ def product_stats(product: torch.Tensor, target_beta: float | None = None) -> di
     * ``transpose_corr``: correlation of ``P[i,j]`` with ``P[j,i]`` off the diagonal; ~0 for
       ``alpha Z + beta I`` with i.i.d. ``Z``, so a symmetrised or doubly transposed product stands out.
     """
-    p = product.to(torch.float64)
+    p = product.detach().to("cpu", torch.float64)  # a product measured on an accelerator: statistics on the host
     rows, cols = p.shape
     eye = torch.eye(rows, cols, dtype=torch.float64)
     diag = torch.diagonal(p)
