@@ -39,6 +39,8 @@ def test_two_steps_give_token_and_word_perplexities(tmp_path, wiki_root):
     assert {"val_ppl", "test_ppl", "test_word_ppl", "val_word_ppl", "best_test_ppl", "best_val_ppl",
             "mean_tokens_per_s"} <= set(summary)
     assert summary["best_test_ppl"] == min(r["test_ppl"] for r in records)
+    chosen = min(records, key=lambda r: r["val_ppl"])  # early stopping on val, read on test
+    assert summary["test_ppl_at_best_val"] == chosen["test_ppl"] and summary["step_at_best_val"] == chosen["step"]
     diagnostics = json.loads((tmp_path / "init_diagnostics.json").read_text())
     assert diagnostics["init"]["layers"] == 2 and diagnostics["attention"]["mean"]["vo_diag_mean"] < 0
 

@@ -430,6 +430,12 @@ def _summary(cfg: TrainConfig, identity: RunIdentity, task: Task, progress: Prog
     val_primary = primary.replace("test_", "val_")
     if val_primary in last:
         summary[f"best_{val_primary}"] = best(r[val_primary] for r in history)
+        # The headline metric of the evaluation with the best validation value: what early stopping on
+        # the validation split would have reported (chosen on val, read on test; never the reverse).
+        chosen = (max if task.higher_is_better else min)(
+            (r for r in history if val_primary in r), key=lambda r: r[val_primary])
+        summary[f"{primary}_at_best_val"] = chosen[primary]
+        summary["step_at_best_val"] = chosen["step"]
     throughput = f"{task.unit}_per_s"
     summary[f"mean_{throughput}"] = sum(r[throughput] for r in history) / len(history)
     summary.update(wall_time_s=wall_time_s, params=sum(p.numel() for p in model.parameters()),
