@@ -478,7 +478,7 @@ def main() -> None:
                              "process keeps busy) or N (1 gives steadier figures on a shared machine)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    from mimetic.train.threads import choose_threads
+    from mimetic.runtime.threads import choose_threads
 
     args.threads = choose_threads(args.threads).threads
     if args.threads:

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    from mimetic.train.threads import apply_threads
+    from mimetic.runtime.threads import apply_threads
 
     apply_threads("auto")  # the cores no other process keeps busy (OMP_NUM_THREADS wins)
     print(f"device {device}, {torch.get_num_threads()} threads, batch {args.batch}")

@@ -28,7 +28,7 @@ from mimetic.analysis.conv_figures import conv_figures_stamp, draw_conv_figures
 from mimetic.errors import MimeticError
 from mimetic.init.depthwise import DwCovarianceOptions, covariances_from_state, save_covariances
 from mimetic.init.source_run import source_model
-from mimetic.train.checkpoint import load
+from mimetic.runtime.checkpoint import load
 
 
 def _model_state(run_dir: Path) -> dict:

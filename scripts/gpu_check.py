@@ -195,7 +195,7 @@ def sync(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    from mimetic.train.environment import describe_device
+    from mimetic.runtime.environment import describe_device
 
     return describe_device(device)
 
@@ -410,7 +410,7 @@ def check_augmentation(args, device: torch.device) -> CheckResult:
 def run_family(family: Family, args, device: torch.device, work: Path, share_s: float) -> FamilyResult:
     from mimetic.train.config import load_config
     from mimetic.train.run import run
-    from mimetic.train.signals import StopRequested
+    from mimetic.runtime.signals import StopRequested
 
     started = time.monotonic()
     result = FamilyResult(family.name, family.paper_run, family.command, family_overrides(family, args),
@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="gpu_check-"))
     work.mkdir(parents=True, exist_ok=True)
     families = [FAMILIES[name] for name in args.families]
-    from mimetic.train.environment import git_sha
+    from mimetic.runtime.environment import git_sha
 
     print(f"gpu_check: {len(families)} families on {device_name(device)}, torch {torch.__version__}, budget "
           f"{args.budget_s:.0f} s, {args.steps} steps per family in windows of {args.window}; work dir {work}",

@@ -3,7 +3,7 @@
     python scripts/make_tables.py --runs runs --experiments proxy_digits --out outputs/proxy.md
     python scripts/make_tables.py --runs runs/ablations --ablations --out outputs/ablations.md
 
-Reads each finished run (DONE) through mimetic.train.rundir (never the network) and writes
+Reads each finished run (DONE) through mimetic.runtime.rundir (never the network) and writes
 one markdown section per experiment: provenance (the command that trains exactly these
 runs, machine, code), mean ± std over seeds, n, the paired gap at the end and at every
 evaluation, the paper's number with its source where results/paper_numbers.yaml has one,
@@ -38,7 +38,7 @@ from mimetic.analysis.paper import load_paper_numbers
 from mimetic.analysis.report import figure_link, header_text, merge_report, render_section, runs_fingerprint
 from mimetic.analysis.runs import scan_runs
 from mimetic.analysis.tables import PREFER, group_runs
-from mimetic.train.rundir import write_bytes_atomic
+from mimetic.runtime.rundir import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_NUMBERS = ROOT / "results" / "paper_numbers.yaml"

@@ -44,7 +44,7 @@ from mimetic.analysis.reproduction import (
     merge_page,
     replace_block,
 )
-from mimetic.train.rundir import write_bytes_atomic
+from mimetic.runtime.rundir import write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- reproduction-status:start -->", "<!-- reproduction-status:end -->"

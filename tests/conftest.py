@@ -27,7 +27,7 @@ def _session_threads() -> int:
     on a shared machine the suite does not oversubscribe the cores another job is using."""
     import os
 
-    from mimetic.train.threads import choose_threads
+    from mimetic.runtime.threads import choose_threads
 
     threads = min(2, choose_threads("auto").threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from helpers import composed  # noqa: E402
 
 from mimetic.train import run as run_module  # noqa: E402
-from mimetic.train.signals import StopRequested  # noqa: E402
+from mimetic.runtime.signals import StopRequested  # noqa: E402
 
 
 def main(jobs_file: str) -> int:

@@ -5,7 +5,7 @@ import shlex
 from test_tables import make_tables, write_run
 
 from mimetic.analysis.runs import scan_runs
-from mimetic.train.rundir import CONFIG, SUMMARY
+from mimetic.runtime.rundir import CONFIG, SUMMARY
 
 
 def pair(root, experiment="exp", seeds=(0, 1), **kw):

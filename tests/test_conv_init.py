@@ -264,8 +264,8 @@ def _grayscale_convmixer_run(run_dir):
     from dataclasses import asdict
 
     from mimetic.models import MODELS, DataSpec, build_model
-    from mimetic.train.checkpoint import save_atomic
-    from mimetic.train.rundir import RunDir
+    from mimetic.runtime.checkpoint import save_atomic
+    from mimetic.runtime.rundir import RunDir
 
     options = MODELS.default_options("convmixer_micro")
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from mimetic.analysis.run_models import model_at_step0
 from mimetic.models import DataSpec, build_model
 from mimetic.train.config import load_config
 from mimetic.train.run import run
-from mimetic.train.signals import StopRequested
+from mimetic.runtime.signals import StopRequested
 
 DW = [f"blocks.{i}.0.fn.0.weight" for i in range(2)]
 

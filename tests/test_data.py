@@ -152,7 +152,7 @@ def test_transform_normalises_with_given_stats():
 
 
 def test_chunked_channel_statistics_match_the_exact_pass(monkeypatch):
-    import mimetic.data as data
+    import mimetic.data.images as data
 
     images = torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     exact = data.channel_statistics(images)

@@ -8,7 +8,7 @@ import sys
 import pytest
 from helpers import REPO, TINY, read_metrics
 
-from mimetic.train.distributed import DistEnv, from_environment
+from mimetic.runtime.distributed import DistEnv, from_environment
 
 
 def test_rank_comes_from_torchrun_or_slurm():

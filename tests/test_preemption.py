@@ -22,7 +22,7 @@ import torch
 from fake_imagenet import write_imagenet
 from helpers import REPO, TINY, read_metrics, without_timing
 
-from mimetic.train.requeue import requeue_if_asked, slurm_job_id
+from mimetic.runtime.requeue import requeue_if_asked, slurm_job_id
 
 
 def fake_scontrol(folder: Path) -> Path:

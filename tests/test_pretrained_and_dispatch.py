@@ -107,8 +107,8 @@ def _vit_run(run_dir, heads: int):
     from dataclasses import asdict, replace
 
     from mimetic.models import MODELS, DataSpec, build_model
-    from mimetic.train.checkpoint import save_atomic
-    from mimetic.train.rundir import RunDir
+    from mimetic.runtime.checkpoint import save_atomic
+    from mimetic.runtime.rundir import RunDir
 
     options = replace(MODELS.default_options("vit_micro"), dim=32, depth=2, heads=heads)
     torch.manual_seed(heads)

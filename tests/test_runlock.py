@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from mimetic.errors import RunDirError
-from mimetic.train import runlock
-from mimetic.train.rundir import LOCK
-from mimetic.train.runlock import LockOwner, RunLock, read_owner
+from mimetic.runtime import runlock
+from mimetic.runtime.rundir import LOCK
+from mimetic.runtime.runlock import LockOwner, RunLock, read_owner
 
 LOG = "test.runlock"
 
@@ -27,7 +27,7 @@ LOG = "test.runlock"
 HOLDER = """
 import logging, os, sys, time
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-from mimetic.train.runlock import RunLock
+from mimetic.runtime.runlock import RunLock
 lock = RunLock(sys.argv[1])
 lock.acquire()
 print("LOCKED", flush=True)
@@ -43,7 +43,7 @@ RACER = """
 import logging, os, sys, time
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 from mimetic.errors import RunDirError
-from mimetic.train import runlock
+from mimetic.runtime import runlock
 runlock._USE_FLOCK = sys.argv[3] == "flock"
 lock = runlock.RunLock(sys.argv[1])
 print("READY", flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mimetic.train.signals import GracefulStop, StopRequested
+from mimetic.runtime.signals import GracefulStop, StopRequested
 
 # A toy trainer: steps of argv[2] seconds; on a stop, a slow atomic "checkpoint" (announced on stdout
 # with WRITING, so that the test can signal again during it), then StopRequested, caught like an entry
@@ -23,7 +23,7 @@ TRAINER = """
 import json, logging, os, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive shell, whatever launched us
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-from mimetic.train.signals import GracefulStop, StopRequested
+from mimetic.runtime.signals import GracefulStop, StopRequested
 
 out, step_s, chunks = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 log = logging.getLogger("mimetic")
@@ -158,7 +158,7 @@ def test_the_third_ctrl_c_exits_at_once_and_keeps_the_last_complete_checkpoint(t
 
 FORKER = """
 import os, signal, sys, time
-from mimetic.train.signals import GracefulStop
+from mimetic.runtime.signals import GracefulStop
 
 def child_status(sig):
     pid = os.fork()

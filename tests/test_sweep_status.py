@@ -38,7 +38,7 @@ def test_every_state_is_told_apart(tmp_path):
     (tmp_path / "runs").joinpath(dirs["failed"], "FAILED").write_text("the training loss became nan at epoch 3\n"
                                                                       "more detail\n")
     torch.save({"progress": {"epoch": 2, "global_step": 17}}, os.path.join(dirs["resumable"], "checkpoint.pt"))
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom mimetic.train.runlock import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom mimetic.runtime.runlock import RunLock\n"
                                "lock = RunLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
                                "time.sleep(120)", dirs["running"]], stdout=subprocess.PIPE, text=True)
     try:
@@ -87,7 +87,7 @@ def test_a_job_that_crashed_with_a_traceback_is_failed_with_the_exception(tmp_pa
     torch.save({"progress": {"epoch": 1, "global_step": 9}}, os.path.join(dirs["crashed_after_checkpoint"],
                                                                          "checkpoint.pt"))
     # the LOCK of a process that died without releasing it (as a crash under kill -9 leaves it): no live owner
-    subprocess.run([sys.executable, "-c", "import os, sys\nfrom mimetic.train.runlock import RunLock\n"
+    subprocess.run([sys.executable, "-c", "import os, sys\nfrom mimetic.runtime.runlock import RunLock\n"
                     "RunLock(sys.argv[1]).acquire(); os._exit(1)", dirs["crashed"]], check=False, timeout=60)
     assert os.path.exists(os.path.join(dirs["crashed"], "LOCK"))
     records = {case: sweep_status.job_status(job) for case, job in jobs.items()}

@@ -11,7 +11,7 @@ from mimetic.analysis import AnalysisError
 from mimetic.analysis.metrics import MetricSpec, metric_spec
 from mimetic.analysis.runs import collect_runs
 from mimetic.analysis.tables import TableSpec, curve_table, group_runs, mean_std, paired_table, summary_table
-from mimetic.train.rundir import ENVIRONMENT, SUMMARY, RunDir
+from mimetic.runtime.rundir import ENVIRONMENT, SUMMARY, RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

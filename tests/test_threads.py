@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from mimetic.train.threads import busy_elsewhere, choose_threads
+from mimetic.runtime.threads import busy_elsewhere, choose_threads
 
 
 def test_auto_takes_the_free_cores_shared_by_the_ranks_of_the_node(monkeypatch):
@@ -14,7 +14,7 @@ def test_auto_takes_the_free_cores_shared_by_the_ranks_of_the_node(monkeypatch):
     assert choose_threads("auto", environ={"LOCAL_WORLD_SIZE": "2"}, busy=0.0, cores=cores).threads == 2
     assert choose_threads("auto", environ={"LOCAL_WORLD_SIZE": "2"}, busy=2.0, cores=cores).threads == 1
     assert choose_threads("auto", environ={}, busy=7.5, cores=cores).threads == 1  # never zero
-    monkeypatch.setattr("mimetic.train.threads.busy_elsewhere", lambda cores: None)  # no /proc/stat
+    monkeypatch.setattr("mimetic.runtime.threads.busy_elsewhere", lambda cores: None)  # no /proc/stat
     assert choose_threads("auto", environ={}, cores=cores).threads == 4  # unmeasurable: the affinity alone
     busy = choose_threads("auto", environ={}, busy=1.0, cores=[0, 1])
     assert busy.threads == 1 and "busy" in busy.reason

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from mimetic.errors import ConfigError
-from mimetic.train.tracking import WandbMirror
+from mimetic.runtime.tracking import WandbMirror
 
 wandb = pytest.importorskip("wandb")
 
@@ -146,7 +146,7 @@ DRIVER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from types import SimpleNamespace
-    from mimetic.train.tracking import WandbMirror
+    from mimetic.runtime.tracking import WandbMirror
     start = time.monotonic()
     cfg = SimpleNamespace(mode=sys.argv[1], project="p", entity=None, group=None, tags=[])
     m = WandbMirror(cfg, run_key="run-1", run_dir=Path(sys.argv[2]), config={"a": 1}, group="g", tags=[],

@@ -119,7 +119,7 @@ def _remove_placeholder(output_dir: str | None) -> None:
 
 def _remove_if_it_holds_nothing(output_dir: str | None) -> None:
     """A run that stopped before writing anything of its own (bad data, a busy dir) leaves no dir behind."""
-    from mimetic.train.rundir import FAILED, LOCK, LOG
+    from mimetic.runtime.rundir import FAILED, LOCK, LOG
 
     if not output_dir or not Path(output_dir).is_dir():
         return
@@ -146,7 +146,7 @@ def _quiet_non_main_ranks() -> None:
 def main(cfg: DictConfig) -> dict | JobFailed | None:
     """Run one training job. A user error prints one message: exit 2 (or, in a sweep, a failed job)."""
     from mimetic.train.run import run
-    from mimetic.train.signals import StopRequested
+    from mimetic.runtime.signals import StopRequested
 
     multirun, output_dir, overrides = _hydra_state()
     _quiet_non_main_ranks()
@@ -165,7 +165,7 @@ def main(cfg: DictConfig) -> dict | JobFailed | None:
         _remove_if_it_holds_nothing(output_dir)
         sys.exit(2)
     except StopRequested as stop:
-        from mimetic.train.requeue import requeue_if_asked
+        from mimetic.runtime.requeue import requeue_if_asked
 
         log.warning("%s", stop, extra=FILE_ONLY)
         print(str(stop), file=sys.stderr)

@@ -101,7 +101,7 @@ def conv_figures_stamp(run_dir: Path, state: dict[str, torch.Tensor], sigma_firs
 
     from mimetic.analysis.outputs import fingerprint
     from mimetic.init.depthwise import depthwise_weights_in_state
-    from mimetic.train.rundir import RunDir
+    from mimetic.runtime.rundir import RunDir
 
     digest = hashlib.sha256()
     for name, w in depthwise_weights_in_state(state):

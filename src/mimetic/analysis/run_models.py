@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mimetic.analysis import AnalysisError
-from mimetic.train.rundir import RunDir
+from mimetic.runtime.rundir import RunDir
 
 
 def run_config(run_dir: Path):
@@ -33,7 +33,7 @@ def run_config(run_dir: Path):
 
 def checkpoint_state(run_dir: Path) -> dict[str, torch.Tensor]:
     """The model weights of the run's latest checkpoint (a finished run's: its final weights)."""
-    from mimetic.train.checkpoint import CHECKPOINT_NAME, load
+    from mimetic.runtime.checkpoint import CHECKPOINT_NAME, load
 
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():

@@ -1,6 +1,6 @@
 """Collect finished runs from their directories (the source of truth for every table).
 
-Every file is read through ``mimetic.train.rundir.RunDir``, the one module that knows the
+Every file is read through ``mimetic.runtime.rundir.RunDir``, the one module that knows the
 run directory's file names; a corrupt file there is a ``RunDirError`` naming it. Here a
 run that cannot be read becomes an ``Unreadable`` entry (path + message + the experiment
 it seems to belong to), so the caller decides whether it matters for the tables asked for.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mimetic.analysis import AnalysisError
 from mimetic.errors import MimeticError
-from mimetic.train.rundir import DONE, ENVIRONMENT, SUMMARY, RunDir
+from mimetic.runtime.rundir import DONE, ENVIRONMENT, SUMMARY, RunDir
 
 
 @dataclass

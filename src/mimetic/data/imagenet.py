@@ -39,8 +39,8 @@ from pathlib import Path
 
 import torch
 
-from mimetic.data import DATASETS, Data, DataRequest
 from mimetic.data.augment import normalize
+from mimetic.data.base import DATASETS, Data, DataRequest
 from mimetic.data.sources import to_rgb8
 from mimetic.errors import ConfigError, DatasetError
 from mimetic.models.base import DataSpec

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mimetic.data import DATASETS, Data, DataRequest, ImageDataset, in_memory_data
+from mimetic.data.base import DATASETS, Data, DataRequest
+from mimetic.data.images import ImageDataset, in_memory_data
 from mimetic.data.sources import ImageSplit, RawDataset, fingerprint_files, resize_split, to_rgb8
 from mimetic.errors import DatasetError
 

@@ -37,7 +37,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from mimetic.data import DATASETS, Data, DataRequest
+from mimetic.data.base import DATASETS, Data, DataRequest
 from mimetic.errors import DatasetError
 from mimetic.models.base import DataSpec
 from mimetic.registry import Option

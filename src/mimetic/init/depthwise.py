@@ -351,7 +351,7 @@ def covariances_from_state(state: dict[str, torch.Tensor], source: str = "",
 
 
 def _model_state(path: Path) -> dict[str, torch.Tensor]:
-    from mimetic.train.checkpoint import load
+    from mimetic.runtime.checkpoint import load
 
     state = load(path)
     if "model" not in state:

@@ -64,7 +64,7 @@ class PretrainedAttentionOptions(Option):
         return []
 
 
-RUN_CHECKPOINT = "checkpoint.pt"  # what a run directory of this project holds (train/rundir.py)
+RUN_CHECKPOINT = "checkpoint.pt"  # what a run directory of this project holds (runtime/rundir.py)
 
 
 def checkpoint_file(source: str | Path) -> Path:

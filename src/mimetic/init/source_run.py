@@ -19,7 +19,7 @@ from torch import nn
 
 from mimetic.init.base import InitError
 
-CONFIG = "config.yaml"  # train/rundir.py: the run's resolved config, beside its checkpoint.pt
+CONFIG = "config.yaml"  # runtime/rundir.py: the run's resolved config, beside its checkpoint.pt
 
 
 def run_dir_of(checkpoint: str | Path) -> Path | None:
@@ -51,7 +51,7 @@ def source_model(checkpoint: str | Path, state: dict[str, torch.Tensor]) -> nn.M
     if folder is None:
         return None
     from mimetic.models import MODELS, build_model
-    from mimetic.train.rundir import RunDir
+    from mimetic.runtime.rundir import RunDir
 
     raw = (RunDir(folder).read_config() or {}).get("model")
     if not isinstance(raw, dict) or "name" not in raw:

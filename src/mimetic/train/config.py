@@ -42,7 +42,7 @@ class TrainerConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: str = "auto"  # CPU threads: auto (cores free for this rank; see train/threads.py) | N
+    threads: str = "auto"  # CPU threads: auto (cores free for this rank; see runtime/threads.py) | N
     progress: bool = True  # a progress bar per epoch
     smoke: bool = False  # one optimizer step on a batch of <= 8 and one evaluation batch: "does it run?"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mimetic.data.protocol import Loader
-from mimetic.train.distributed import all_reduce_sum
+from mimetic.runtime.distributed import all_reduce_sum
 from mimetic.train.tasks import Sums, Task
 
 CHECK_FINITE_EVERY = 25  # steps between host syncs that check the loss (and update the bar)

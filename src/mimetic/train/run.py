@@ -22,19 +22,19 @@ from mimetic.data import DataRequest, build_data
 from mimetic.errors import CheckpointError, ConfigError, MimeticError, TrainingError
 from mimetic.init import apply_init, diagnose_init
 from mimetic.models import build_model, freeze_
-from mimetic.train import checkpoint, distributed
+from mimetic.runtime import checkpoint, distributed
 from mimetic.train.config import LoggerConfig, RunIdentity, TrainConfig, load_config, run_identity
 from mimetic.train.engine import Precision, add_sums, evaluate, sums_from_host, sums_to_host, train_step
-from mimetic.train.environment import describe_device, environment, git_diff
+from mimetic.runtime.environment import describe_device, environment, git_diff
 from mimetic.train.optim import build_optimizer, build_scheduler
-from mimetic.train.rundir import ENVIRONMENT, GIT_DIFF, INIT_DIAGNOSTICS, SUMMARY, RunDir
-from mimetic.train.runlock import RunLock
+from mimetic.runtime.rundir import ENVIRONMENT, GIT_DIFF, INIT_DIAGNOSTICS, SUMMARY, RunDir
+from mimetic.runtime.runlock import RunLock
 from mimetic.train.seeding import derive_seed, generator
-from mimetic.train.signals import DEFAULT_SIGNALS, GracefulStop
-from mimetic.train.sync_batchnorm import synchronise_batchnorm
-from mimetic.train.threads import apply_threads
+from mimetic.runtime.signals import DEFAULT_SIGNALS, GracefulStop
+from mimetic.runtime.sync_batchnorm import synchronise_batchnorm
+from mimetic.runtime.threads import apply_threads
 from mimetic.train.tasks import Task, build_task
-from mimetic.train.tracking import WandbMirror
+from mimetic.runtime.tracking import WandbMirror
 
 log = logging.getLogger("mimetic")
 
@@ -193,7 +193,7 @@ def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device
             log.info("run already finished: %s (delete %s to train it again)", rundir.path, rundir.file("DONE"))
             return rundir.read_summary() or {}
         # From here on a stop signal is honoured at the next step boundary (data loading included).
-        # SIGUSR2 too: submitit's time-limit warning (--signal=USR2@...), see train/requeue.py.
+        # SIGUSR2 too: submitit's time-limit warning (--signal=USR2@...), see runtime/requeue.py.
         with GracefulStop(signals=STOP_SIGNALS, log=log) as stop:
             return _train(cfg, rundir, identity, dist_env, device, lock, stop)
     except MimeticError as err:

@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mimetic.train.tasks import TASKS, Task
+from mimetic.train.tasks.base import TASKS, Task
 
 
 def _exp(x: float) -> float:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mimetic.errors import ConfigError
-from mimetic.train.rundir import MetricsFile, clean_record, write_json_atomic
+from mimetic.runtime.rundir import MetricsFile, clean_record, write_json_atomic
 
 __all__ = ["MetricsFile", "WandbMirror", "write_json_atomic"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mimetic.errors import CheckpointError
-from mimetic.train.rundir import CHECKPOINT, write_bytes_atomic
+from mimetic.runtime.rundir import CHECKPOINT, write_bytes_atomic
 
 CHECKPOINT_NAME = CHECKPOINT
 FORMAT_VERSION = 2

@@ -7,7 +7,7 @@ exits at once (mid-step: the work since the last checkpoint would be lost).
 * SLURM warns a job before its time limit with the signal submitit asks for
   (``--signal=USR2@<signal_delay_s>``, configs/hydra/launcher/slurm*.yaml) and preempts it
   with SIGTERM; ``sbatch --signal=USR1@180`` scripts send SIGUSR1. The trainer's
-  :class:`~mimetic.train.signals.GracefulStop` catches all of these, finishes the step,
+  :class:`~mimetic.runtime.signals.GracefulStop` catches all of these, finishes the step,
   writes the checkpoint (atomically: a second signal never tears it) and raises
   ``StopRequested``. (A job preempted without a warning gets SIGTERM: it checkpoints too.)
 * ``cli.main`` then calls :func:`requeue_if_asked`: when the job asked for it

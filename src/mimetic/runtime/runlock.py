@@ -56,7 +56,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mimetic.errors import RunDirError
-from mimetic.train.rundir import LOCK
+from mimetic.runtime.rundir import LOCK
 
 try:
     import fcntl
