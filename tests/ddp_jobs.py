@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from helpers import composed  # noqa: E402
 
+from mimetic.train import loop as loop_module  # noqa: E402
 from mimetic.train import run as run_module  # noqa: E402
 from mimetic.runtime.signals import StopRequested  # noqa: E402
 
@@ -35,7 +36,7 @@ def main(jobs_file: str) -> int:
     rank = int(os.environ.get("RANK", "0"))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one group for every job (gloo cannot re-join cheaply)
         torch.distributed.init_process_group("gloo")
-    real_step = run_module.train_step
+    real_step = loop_module.train_step
     for job in json.loads(Path(jobs_file).read_text()):
         steps = []
 
@@ -46,7 +47,7 @@ def main(jobs_file: str) -> int:
                 os.kill(os.getpid(), signal.SIGTERM)
             return out
 
-        run_module.train_step = step
+        loop_module.train_step = step
         try:
             run_module.run(composed(*job["overrides"]), run_dir=job["run_dir"])
         except StopRequested:

@@ -57,9 +57,9 @@ def signal_after_steps(monkeypatch, steps: int) -> None:
     """Send this process a real SIGTERM right after its N-th optimizer step (an in-process stop mid-run)."""
     import signal
 
-    from mimetic.train import run as run_module
+    from mimetic.train import loop as loop_module
 
-    real_step, calls = run_module.train_step, []
+    real_step, calls = loop_module.train_step, []
 
     def step_then_signal(*args, **kwargs):
         out = real_step(*args, **kwargs)
@@ -68,4 +68,4 @@ def signal_after_steps(monkeypatch, steps: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         return out
 
-    monkeypatch.setattr(run_module, "train_step", step_then_signal)
+    monkeypatch.setattr(loop_module, "train_step", step_then_signal)

@@ -106,3 +106,24 @@ def test_label_smoothing_smooths_the_training_loss_only():
     assert evaluation["loss"].item() == pytest.approx(nll.item(), rel=1e-6)  # evaluation: unsmoothed
     empty = task.training_loss(lambda x: logits[:0], (batch[0][:0], y[:0]))  # an empty DDP shard
     assert empty[0].item() == 0 and empty[1]["loss"].item() == 0 and empty[1]["count"].item() == 0
+
+
+def test_the_run_records_its_data_spec_and_the_analysis_rebuilds_its_model_from_it(tmp_path, wiki_root):
+    """Nothing guesses the data spec from weight shapes: the run writes it, train.step0 builds from it."""
+    import yaml
+
+    from mimetic.analysis.run_models import model_at_step0, run_spec, trained_model
+    from mimetic.train.config import load_config
+    from mimetic.train.step0 import initial_model
+
+    cfg = composed(*lm_args(wiki_root, "trainer.max_steps=1", "init=mimetic", "seed=3"))
+    run(cfg, run_dir=tmp_path)
+    recorded = yaml.safe_load((tmp_path / "config.yaml").read_text())["_run"]["data_spec"]
+    assert recorded["task"] == "language_modeling" and recorded["vocab_size"] == 300
+    spec = run_spec(tmp_path)
+    assert spec.vocab_size == 300
+    step0 = model_at_step0(tmp_path).state_dict()
+    again = initial_model(load_config(cfg), spec).model.state_dict()  # the same seeded build and init
+    assert all(torch.equal(step0[k], again[k]) for k in again)
+    trained = trained_model(tmp_path).state_dict()  # loads strictly into the recorded spec's model
+    assert any(not torch.equal(trained[k], step0[k]) for k in step0)  # one step moved the weights

@@ -3,10 +3,9 @@
 Figures about weights need the model itself, not only the metrics: its architecture comes from
 the run's ``config.yaml`` (through the typed config, so it is built by the same registered
 builder as in training), its trained weights from ``checkpoint.pt`` (``torch.load`` with
-``weights_only=True``: opening it can never run code), and its step-0 weights from the same
-seeded streams ``mimetic.train.run`` uses (base weights from the ``model`` stream, then the
-run's init from the ``init`` stream), so "mimetic at step 0" is the very tensor the run trained
-from, not another draw.
+``weights_only=True``: opening it can never run code), and its step-0 weights from
+``mimetic.train.step0.initial_model``, the function the run itself started from, so "mimetic at
+step 0" is the very tensor the run trained from, not another draw.
 """
 
 from __future__ import annotations
@@ -41,13 +40,27 @@ def checkpoint_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return load(path)["model"]
 
 
-def spec_from_state(state: dict[str, torch.Tensor]):
-    """The ``DataSpec`` a checkpoint was built for, read off its shapes.
+def run_spec(run_dir: Path, state: dict[str, torch.Tensor] | None = None):
+    """The ``DataSpec`` the run's model was built for: recorded in its config.yaml (``_run.data_spec``).
+
+    Runs written before the spec was recorded (code before 2026-12) only have their weights: for them
+    the spec is read off the checkpoint's shapes (:func:`legacy_spec_from_state`), and loading the
+    state strictly afterwards checks that reading.
+    """
+    from mimetic.models import DataSpec
+
+    recorded = ((RunDir(run_dir).read_config() or {}).get("_run") or {}).get("data_spec")
+    if recorded:
+        return DataSpec(**recorded)
+    return legacy_spec_from_state(checkpoint_state(run_dir) if state is None else state)
+
+
+def legacy_spec_from_state(state: dict[str, torch.Tensor]):
+    """A spec read off a checkpoint's shapes, for runs that did not record theirs.
 
     The output layer is the last 2-D weight (a classifier's head, a language model's
     ``lm_head``), so its rows are the number of classes or the vocabulary; the input channels
-    are those of the first 4-D (conv) weight. Loading the state strictly afterwards checks
-    the guess: a wrong one fails with the mismatching key.
+    are those of the first 4-D (conv) weight.
     """
     from mimetic.models import DataSpec
 
@@ -58,35 +71,26 @@ def spec_from_state(state: dict[str, torch.Tensor]):
     return DataSpec("classification", num_classes=outputs, in_chans=in_chans, vocab_size=outputs)
 
 
-def _build(cfg, state: dict[str, torch.Tensor]) -> nn.Module:
-    from mimetic.models import build_model
-    from mimetic.train.seeding import derive_seed
-
-    torch.manual_seed(derive_seed(cfg.seed, "model"))  # as train/run.py: base weights from their own stream
-    return build_model(cfg.model, spec_from_state(state))
-
-
 def fresh_model(run_dir: Path) -> nn.Module:
     """The run's architecture with its base (default-init) weights, before its init is applied."""
-    return _build(run_config(run_dir), checkpoint_state(run_dir)).eval()
+    from mimetic.train.step0 import base_model
+
+    return base_model(run_config(run_dir), run_spec(run_dir)).eval()
 
 
 def model_at_step0(run_dir: Path) -> nn.Module:
     """The run's model with the weights it started training from (default weights + its init)."""
-    from mimetic.init import apply_init
-    from mimetic.train.seeding import generator
+    from mimetic.train.step0 import initial_model
 
-    cfg = run_config(run_dir)
-    model = _build(cfg, checkpoint_state(run_dir))
-    apply_init(model, cfg.init, generator(cfg.seed, "init"))
-    return model.eval()
+    return initial_model(run_config(run_dir), run_spec(run_dir)).model.eval()
 
 
 def trained_model(run_dir: Path, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """The run's model with its checkpoint's weights (``state``: those weights, when already loaded)."""
-    cfg = run_config(run_dir)
+    from mimetic.train.step0 import base_model
+
     state = checkpoint_state(run_dir) if state is None else state
-    model = _build(cfg, state)
+    model = base_model(run_config(run_dir), run_spec(run_dir, state))
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -112,3 +116,6 @@ def pretrained_vit(path: Path, arch: str = "vit_tiny_patch16_224") -> nn.Module:
     model = timm.create_model(arch, pretrained=False)
     pretrained_attention_(model, path)
     return model.eval()
+
+
+spec_from_state = legacy_spec_from_state  # the old name; TODO(lead): drop once analysis/source_run.py uses run_spec

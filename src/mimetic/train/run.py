@@ -1,57 +1,48 @@
 """A whole training run, top to bottom: what ``python train.py`` does.
 
-config -> identity -> run dir (owner? finished? locked?) -> data -> model -> init ->
-diagnose -> freeze -> optimizer -> resume? -> steps (train, evaluate, checkpoint, log)
--> summary.json + DONE.
+config -> identity -> run dir (owner? finished? locked?) -> data -> the step-0 model (seeded
+build, init, diagnostics: ``train.step0``) -> freeze -> optimizer -> resume? -> the step loop
+(``train.loop``: train, evaluate, checkpoint, log) -> summary.json + DONE.
+
+The job runtime (run directory, lock, signals, ranks, checkpoint files, tracking) lives in
+``mimetic.runtime``; this module wires it to the recipe.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from mimetic.data import DataRequest, build_data
-from mimetic.errors import CheckpointError, ConfigError, MimeticError, TrainingError
-from mimetic.init import apply_init, diagnose_init
-from mimetic.models import build_model, freeze_
+from mimetic.data import Data, DataRequest, build_data
+from mimetic.errors import CheckpointError, ConfigError, MimeticError
+from mimetic.models import freeze_
 from mimetic.runtime import checkpoint, distributed
-from mimetic.train.config import LoggerConfig, RunIdentity, TrainConfig, load_config, run_identity
-from mimetic.train.engine import Precision, add_sums, evaluate, sums_from_host, sums_to_host, train_step
 from mimetic.runtime.environment import describe_device, environment, git_diff
-from mimetic.train.optim import build_optimizer, build_scheduler
 from mimetic.runtime.rundir import ENVIRONMENT, GIT_DIFF, INIT_DIAGNOSTICS, SUMMARY, RunDir
 from mimetic.runtime.runlock import RunLock
-from mimetic.train.seeding import derive_seed, generator
 from mimetic.runtime.signals import DEFAULT_SIGNALS, GracefulStop
 from mimetic.runtime.sync_batchnorm import synchronise_batchnorm
 from mimetic.runtime.threads import apply_threads
-from mimetic.train.tasks import Task, build_task
 from mimetic.runtime.tracking import WandbMirror
+from mimetic.train.config import LoggerConfig, RunIdentity, TrainConfig, load_config, run_identity
+from mimetic.train.engine import Precision
+from mimetic.train.loop import Cadence, Loop, Progress, Recipe, Session
+from mimetic.train.optim import build_optimizer, build_scheduler
+from mimetic.train.seeding import derive_seed
+from mimetic.train.step0 import base_model, initial_model
+from mimetic.train.tasks import Task, build_task
 
 log = logging.getLogger("mimetic")
 
 SMOKE_BATCH = 8
 STOP_SIGNALS = (*DEFAULT_SIGNALS, *((signal.SIGUSR2,) if hasattr(signal, "SIGUSR2") else ()))
-
-
-@dataclass
-class Progress:
-    """Where a run is, and what a checkpoint carries from one session of it to the next."""
-
-    epoch: int = 1  # the epoch in progress (1-based)
-    step_in_epoch: int = 0  # optimizer steps already taken in that epoch
-    global_step: int = 0
-    history: list[dict] = field(default_factory=list)  # one record per evaluation
-    window: dict = field(default_factory=dict)  # training sums since the last evaluation
-    wall_time_s: float = 0.0  # spent in earlier sessions
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -106,13 +97,17 @@ def _load_checkpoint(rundir: RunDir, identity: RunIdentity) -> dict | None:
 
 
 def _write_header(rundir: RunDir, cfg: TrainConfig, identity: RunIdentity, device: torch.device,
-                  diagnostics: dict) -> None:
-    """What describes the run, written once on a fresh start: config, environment, step-0 diagnostics."""
+                  diagnostics: dict, data: Data) -> None:
+    """What describes the run, written once on a fresh start: config, environment, step-0 diagnostics.
+
+    ``_run.data_spec`` is what the model was built for (classes, channels, vocabulary): the analysis
+    rebuilds the run's model from it (``train.step0.initial_model``) instead of guessing it.
+    """
     rundir.write_json(INIT_DIAGNOSTICS, diagnostics)
     rundir.write_config({**cfg.to_dict(), "_run": {
         "run_key": identity.run_key, "config_hash": identity.config_hash,
-        "data_fingerprint": identity.data_fingerprint, "overrides": _command_overrides(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "data_fingerprint": identity.data_fingerprint, "data_spec": asdict(data.spec),
+        "overrides": _command_overrides(), "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
     }})
     env = environment(device)
     diff = git_diff() if env.get("git_sha", "") and str(env["git_sha"]).endswith("-dirty") else None
@@ -207,31 +202,19 @@ def _run(cfg: TrainConfig, rundir: RunDir, dist_env: distributed.DistEnv, device
 def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: distributed.DistEnv,
            device: torch.device, lock: RunLock | None, stop: GracefulStop) -> dict:
     t = cfg.trainer
-    ckpt_path = rundir.file(checkpoint.CHECKPOINT_NAME)
     state = _load_checkpoint(rundir, identity)
-    batch_size = min(t.batch_size, SMOKE_BATCH) if t.smoke else t.batch_size
-    if batch_size < dist_env.world_size:  # uneven shards are fine (the loss weighs them); empty ranks are waste
-        raise ConfigError(f"trainer.batch_size={batch_size} (the global batch) is smaller than the "
-                          f"{dist_env.world_size} processes: some would never see a sample; raise it or use fewer")
-    data = build_data(cfg.dataset, DataRequest(
-        image_size=cfg.model.input_size, batch_size=batch_size,
-        eval_batch_size=min(t.eval_batch_size, SMOKE_BATCH) if t.smoke else t.eval_batch_size,
-        device=device, aug=cfg.aug, rank=dist_env.rank, world_size=dist_env.world_size,
-        max_eval_batches=1 if t.smoke else None))
+    data = _data(cfg, dist_env, device)
     task = build_task(data.task, cfg)
 
-    # The base weights come from their own seeded stream, identical across inits.
-    torch.manual_seed(derive_seed(cfg.seed, "model"))
-    model = build_model(cfg.model, data.spec)
-    if state is None:
-        before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        report = apply_init(model, cfg.init, generator(cfg.seed, "init"))
-        diagnostics = {**diagnose_init(model, cfg.init, before), "init": report}
-        del before
+    if state is None:  # the step-0 model, exactly as the analysis rebuilds it
+        step0 = initial_model(cfg, data.spec, diagnose=True)
+        model, diagnostics = step0.model, step0.diagnostics
+    else:  # the architecture; its weights come from the checkpoint
+        model = base_model(cfg, data.spec)
     frozen = freeze_(model, cfg.model.freeze_patterns())  # on a fresh start and on resume, before the optimizer
     if state is None:
         diagnostics["frozen"] = frozen
-        _write_header(rundir, cfg, identity, device, diagnostics)
+        _write_header(rundir, cfg, identity, device, diagnostics, data)
     if dist_env.enabled:
         # Global-batch BatchNorm statistics, so N processes train the model one process trains.
         model = synchronise_batchnorm(model, device)
@@ -246,8 +229,8 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     scheduler = build_scheduler(optimizer, cfg.sched, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     precision = Precision.resolve(t.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
-    progress = Progress() if state is None else _restore(state, ckpt_path, model, optimizer, scheduler, scaler,
-                                                         dist_env)
+    progress = Progress() if state is None else _restore(state, rundir.file(checkpoint.CHECKPOINT_NAME), model,
+                                                         optimizer, scheduler, scaler, dist_env)
     metrics = rundir.metrics()
     metrics.reset(progress.history)  # drops lines written after the last checkpoint, if any
     rundir.clear_failed()
@@ -268,10 +251,15 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:
         train_model = torch.compile(train_model)
-    loop = _Loop(cfg, identity, rundir, data, task, model, train_model, optimizer, scheduler, scaler, precision,
-                 device, dist_env, total_steps, steps_per_epoch, ckpt_path, metrics, mirror, lock)
+    loop = Loop(
+        Recipe(model, train_model, optimizer, scheduler, scaler, precision, t.grad_clip,
+               lr_hint=getattr(cfg.optim, "lr", None)),
+        data, task,
+        Session(identity, rundir, metrics, mirror, dist_env, device, stop, lock),
+        Cadence(steps_per_epoch, total_steps, t.eval_every, t.checkpoint_every, progress_bar=t.progress),
+        seed=cfg.seed)
     try:
-        loop.run(progress, stop)
+        loop.run(progress)
     except BaseException as err:
         mirror.finish(exit_code=getattr(err, "exit_code", 1))
         raise
@@ -286,130 +274,17 @@ def _train(cfg: TrainConfig, rundir: RunDir, identity: RunIdentity, dist_env: di
     return summary
 
 
-class _Loop:
-    """The step loop of one session of a run (train, evaluate, checkpoint, log)."""
-
-    def __init__(self, cfg, identity, rundir, data, task, model, train_model, optimizer, scheduler, scaler,
-                 precision, device, dist_env, total_steps, steps_per_epoch, ckpt_path, metrics, mirror, lock):
-        self.__dict__.update(locals())
-        del self.__dict__["self"]
-        self.start = time.perf_counter()
-        self.window_start = self.start
-        self.window_train_s = 0.0
-
-    def session_seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-    def run(self, progress: Progress, stop: GracefulStop) -> None:
-        from tqdm import tqdm
-
-        t, data = self.cfg.trainer, self.data
-        window = sums_from_host(progress.window, self.device)
-        while progress.global_step < self.total_steps:
-            epoch = progress.epoch
-            steps = min(self.steps_per_epoch, progress.step_in_epoch + self.total_steps - progress.global_step)
-            bar = tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {epoch}", leave=False,
-                       disable=not t.progress or not self.dist_env.is_main, dynamic_ncols=True)
-            self.train_model.train()
-            gen = generator(self.cfg.seed, "data", epoch, device=self.device)
-            train_start = time.perf_counter()
-            for batch in data.train.epoch(gen, start_step=progress.step_in_epoch):
-                sums = train_step(self.train_model, batch, self.task, self.optimizer, self.scheduler, self.scaler,
-                                  precision=self.precision, grad_clip=t.grad_clip,
-                                  num_updates=progress.global_step + 1, world_size=self.dist_env.world_size)
-                window = add_sums(window, sums)
-                progress.step_in_epoch += 1
-                progress.global_step += 1
-                end_of_epoch = progress.step_in_epoch == self.steps_per_epoch
-                last = progress.global_step >= self.total_steps
-                if progress.step_in_epoch % 25 == 0 or end_of_epoch or last:
-                    self._check_finite(window, epoch, progress)
-                    bar.set_postfix(loss=f"{window['loss'].item() / max(window['count'].item(), 1):.3f}",
-                                    refresh=False)
-                bar.update(1)
-                if self.dist_env.enabled and not distributed.all_agree(not stop.requested):
-                    stop.request()  # a signal reached another rank: every rank stops at this step
-                evaluate_now = end_of_epoch or last or (t.eval_every and progress.global_step % t.eval_every == 0)
-                save_now = evaluate_now or stop.requested or (
-                    t.checkpoint_every and progress.global_step % t.checkpoint_every == 0)
-                if evaluate_now:
-                    if self.device.type == "cuda":  # steps still queued on the GPU belong to this window's training
-                        torch.cuda.synchronize(self.device)
-                    self.window_train_s += time.perf_counter() - train_start
-                    record = self._evaluate(progress, window)
-                    progress.history.append(record)
-                    window = None
-                if end_of_epoch:
-                    progress.epoch, progress.step_in_epoch = epoch + 1, 0
-                if save_now:
-                    progress.window = sums_to_host(distributed.global_sums(window))  # every rank's, summed
-                    self._save(progress)
-                if evaluate_now:
-                    self.metrics.append(record)  # after the checkpoint: a line on disk is always backed by one
-                    self.mirror.log(record, step=progress.global_step)
-                    self.window_start, self.window_train_s = time.perf_counter(), 0.0
-                    train_start = self.window_start
-                    self.train_model.train()
-                elif self.lock is not None:
-                    self.lock.tick()  # heartbeat for other hosts watching the lock; cheap, rate-limited
-                if stop.requested:
-                    bar.close()
-                    raise stop.exception(progress.epoch, progress.global_step)
-                if last or end_of_epoch:
-                    break
-            bar.close()
-
-    def _check_finite(self, window, epoch: int, progress: Progress) -> None:
-        loss, count = window["loss"].item(), window["count"].item()
-        running = loss / count if count else loss  # a rank may hold only an empty last shard
-        if distributed.all_agree(math.isfinite(running)):  # every rank stops together, none waits forever
-            return
-        if progress.history or self.rundir.has_checkpoint:
-            saved = (f"The last checkpoint (epoch {progress.history[-1]['epoch'] if progress.history else '?'}, "
-                     f"{self.rundir.file(checkpoint.CHECKPOINT_NAME)}) is intact, but resuming this run with the "
-                     "same config will most likely diverge again.")
-        else:
-            saved = "No checkpoint of this run was written yet."
-        lr = self.cfg.optim.lr if hasattr(self.cfg.optim, "lr") else None
-        hint = f"optim.lr={lr / 10:g}" if lr else "a lower optim.lr"
-        raise TrainingError(
-            f"the training loss became {running} at epoch {epoch}, step {progress.global_step}. {saved} "
-            f"A lower learning rate, trainer.grad_clip > 0 or trainer.precision=fp32 makes a different config, "
-            f"so a new run in its own directory, from scratch: add e.g. {hint} to the command."
-        )
-
-    def _evaluate(self, progress: Progress, window) -> dict:
-        for value in window.values():  # this rank's sums -> the global batch's
-            distributed.all_reduce_sum(value)
-        train = self.task.metrics(sums_to_host(window), "train")
-        record = {"epoch": progress.epoch, "step": progress.global_step, **train}
-        record.update(evaluate(self.model, self.data.test, self.task, self.precision, "test"))
-        if self.data.val is not None:
-            record.update(evaluate(self.model, self.data.val, self.task, self.precision, "val"))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        units = sums_to_host(window)["count"]
-        record.update(lr=self.optimizer.param_groups[0]["lr"],
-                      epoch_time_s=time.perf_counter() - self.window_start,
-                      **{f"{self.task.unit}_per_s": units / max(self.window_train_s, 1e-9)})
-        log.info("epoch %d step %d  %s  %.1fs", progress.epoch, progress.global_step,
-                 "  ".join(f"{k} {v:.4g}" for k, v in record.items()
-                           if k.endswith(("_loss", "_acc", "_ppl")) and isinstance(v, float)),
-                 record["epoch_time_s"])
-        return record
-
-    def _save(self, progress: Progress) -> None:
-        rng_by_rank = distributed.gather_object(checkpoint.rng_state())  # each rank's own streams
-        if self.dist_env.is_main:
-            checkpoint.save_atomic({
-                "run_key": self.identity.run_key, "config_hash": self.identity.config_hash,
-                "progress": {**asdict(progress), "wall_time_s": progress.wall_time_s + self.session_seconds()},
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_by_rank[0], **({"rng_by_rank": rng_by_rank} if len(rng_by_rank) > 1 else {}),
-            }, self.ckpt_path)
-            if self.lock is not None:
-                self.lock.refresh()
+def _data(cfg: TrainConfig, dist_env: distributed.DistEnv, device: torch.device) -> Data:
+    t = cfg.trainer
+    batch_size = min(t.batch_size, SMOKE_BATCH) if t.smoke else t.batch_size
+    if batch_size < dist_env.world_size:  # uneven shards are fine (the loss weighs them); empty ranks are waste
+        raise ConfigError(f"trainer.batch_size={batch_size} (the global batch) is smaller than the "
+                          f"{dist_env.world_size} processes: some would never see a sample; raise it or use fewer")
+    return build_data(cfg.dataset, DataRequest(
+        image_size=cfg.model.input_size, batch_size=batch_size,
+        eval_batch_size=min(t.eval_batch_size, SMOKE_BATCH) if t.smoke else t.eval_batch_size,
+        device=device, aug=cfg.aug, rank=dist_env.rank, world_size=dist_env.world_size,
+        max_eval_batches=1 if t.smoke else None))
 
 
 def _summary(cfg: TrainConfig, identity: RunIdentity, task: Task, progress: Progress, wall_time_s: float, model,
