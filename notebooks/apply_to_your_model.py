@@ -77,17 +77,17 @@ def conv_model() -> nn.Module:
 def attention_case(name: str, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """First layer's QK (head 0) and VO products, before and after mimetic init; prints the diagnostics."""
     (before,) = attention_products(model)[:1]
-    layers = mimetic_attention_(model, generator=torch.Generator().manual_seed(SEED))
-    mean = diagnose_init(model, "mimetic")["attention"]["mean"]
-    (after,) = attention_products(model)[:1]
-    print(f"{name}: {layers} attention layers; QK diagonal mean {mean['qk_diag_mean']:+.3f}, "
+    layers = mimetic_attention_(model, generator=torch.Generator().manual_seed(SEED))  # the layers it wrote
+    mean = diagnose_init(model, "mimetic", layers=layers)["attention"]["mean"]  # measured without a second scan
+    (after,) = attention_products(model, layers=layers)[:1]
+    print(f"{name}: {len(layers)} attention layers; QK diagonal mean {mean['qk_diag_mean']:+.3f}, "
           f"VO diagonal mean {mean['vo_diag_mean']:+.3f}")
     return before.qk[0], before.vo, after.qk[0], after.vo
 
 
 def conv_case(model: nn.Module) -> list[torch.Tensor]:
     """Per depthwise layer, the filters' covariance / mean diagonal after ``init=dw_covariance``."""
-    from mimetic.init.depthwise import empirical_covariance, find_depthwise_convs
+    from mimetic.init import empirical_covariance, find_depthwise_convs
 
     before = state_snapshot(model)
     apply_init(model, {"name": "dw_covariance"}, torch.Generator().manual_seed(SEED))

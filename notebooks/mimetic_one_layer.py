@@ -70,8 +70,8 @@ def library_products() -> tuple[torch.Tensor, torch.Tensor]:
 
     torch.manual_seed(SEED)
     layer = torch.nn.Sequential(torch.nn.MultiheadAttention(D, HEADS, batch_first=True))
-    mimetic_attention_(layer, generator=torch.Generator().manual_seed(SEED))
-    (measured,) = attention_products(layer)
+    written = mimetic_attention_(layer, generator=torch.Generator().manual_seed(SEED))  # the layers it wrote
+    (measured,) = attention_products(layer, layers=written)
     return measured.qk, measured.vo
 
 

@@ -11,7 +11,7 @@ Parts:
 
 * ``init`` -- seconds per attention layer (timm ``Attention``, head dim 64 unless ``--heads``) for timm's
   default ViT init of the same layer (trunc-normal 0.02 on qkv/proj, zero biases) and for mimetic init with
-  each solver of :mod:`mimetic.init.factorize` (``svd`` = the float64 CPU reference, ``eigh`` = exact and
+  each solver of :mod:`mimetic.init.solvers` (``svd`` = the float64 CPU reference, ``eigh`` = exact and
   fast, ``mixed`` = float32 eigensolver refined in float64, what the default ``auto`` uses above width 512,
   ``randomized`` = approximate). Each figure is the median of ``--repeats`` runs with [min, max] (the max is
   usually the first call, which also loads LAPACK and touches fresh memory); ratios are of medians taken in
@@ -105,7 +105,6 @@ def timm_default_init(model: nn.Module) -> None:
 
 def bench_init(args, device: torch.device) -> None:
     from mimetic.init import mimetic_attention_
-    from mimetic.init.factorize import factor_solver
 
     print(f"\n## init: seconds per attention layer on {device} (median [min, max] of {args.repeats})")
     header = f"{'d':>5} {'heads':>5}  {'timm default':>28}"
@@ -126,8 +125,7 @@ def bench_init(args, device: torch.device) -> None:
                 row += f"  {'skipped':>28}"
                 continue
             gen = torch.Generator().manual_seed(0)
-            with factor_solver(solver):
-                t = timed(partial(mimetic_attention_, model, generator=gen), args.repeats, sync)
+            t = timed(partial(mimetic_attention_, model, generator=gen, solver=solver), args.repeats, sync)
             measured[solver].append((d, heads, statistics.median(t)))
             row += f"  {spread(t):>28}"
             ratios.append(f"{solver}/timm x{statistics.median(t) / statistics.median(base):.0f}")
@@ -141,16 +139,15 @@ def bench_init(args, device: torch.device) -> None:
     for name in args.whole_models:  # whole timm models, as a user would call the init on them
         import timm
 
-        from mimetic.init.attention import attention_layers_or_raise
+        from mimetic.init import find_attention_layers
 
         model = timm.create_model(name, pretrained=False).to(device)
+        layers = len(find_attention_layers(model))
         for solver in args.whole_solvers:
-            with factor_solver(solver):
-                t = timed(partial(mimetic_attention_, model, generator=torch.Generator().manual_seed(0)),
-                          args.repeats, sync)
-            layers = attention_layers_or_raise(model)
-            print(f"{name} ({len(layers)} attention layers), solver {solver}: {spread(t)} for the model, "
-                  f"{statistics.median(t) / len(layers):.2f} s per layer", flush=True)
+            t = timed(partial(mimetic_attention_, model, generator=torch.Generator().manual_seed(0), solver=solver),
+                      args.repeats, sync)
+            print(f"{name} ({layers} attention layers), solver {solver}: {spread(t)} for the model, "
+                  f"{statistics.median(t) / layers:.2f} s per layer", flush=True)
 
     if not args.dims:
         return
@@ -178,14 +175,14 @@ def _product_distances(d: int, k: int, solvers: list[str]) -> str:
     """Relative distance of one head's product from numpy's float64 SVD of the same drawn target, per solver."""
     import numpy as np
 
-    from mimetic.init import factorize
+    from mimetic.init.solvers import draw_targets, factor_batch
 
-    target, _ = factorize.draw_targets(1, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
+    target, _ = draw_targets(1, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
     u, s, vh = np.linalg.svd(target[0].numpy())
     best = (u[:, :k] * s[:k]) @ vh[:k]
     out = []
     for solver in solvers:
-        left, right = factorize.factor_batch(target, k, solver=solver)
+        left, right = factor_batch(target, k, solver=solver)
         product = (left @ right)[0].numpy()
         out.append(f"{solver} {np.linalg.norm(product - best) / np.linalg.norm(best):.1e}")
     return "distance from float64 SVD: " + ", ".join(out)

@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 
 from mimetic.analysis.conv_figures import conv_figures_stamp, draw_conv_figures
+from mimetic.analysis.source_run import run_source_model
 from mimetic.errors import MimeticError
-from mimetic.init.depthwise import DwCovarianceOptions, covariances_from_state, save_covariances
-from mimetic.init.source_run import source_model
+from mimetic.init import DwCovarianceOptions, learned_covariances, save_covariances
 from mimetic.runtime.checkpoint import load
 
 
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             raise MimeticError(f"{run_dir} is not a finished run (no DONE); pass --allow-unfinished to use its "
                                "latest checkpoint anyway")
         state = _model_state(run_dir)
-        layers = covariances_from_state(state, str(run_dir), source_model(run_dir, state))
+        source = run_source_model(run_dir, state)  # the model its config.yaml describes: which convs are depthwise
+        layers = learned_covariances(state, skeleton=None if source is None else source.model, label=str(run_dir))
         out = save_covariances(layers, args.out or run_dir / "dw_covariance.pt", source=str(run_dir))
         print(f"wrote {out}: {len(layers)} depthwise layers "
               f"({', '.join(f'{c.name} {c.kernel[0]}x{c.kernel[1]}' for c in layers)})")

@@ -307,7 +307,7 @@ class StopAt:
 def check_init_on_device(family: Family, args, device: torch.device) -> CheckResult:
     """Mimetic init factorised on ``device`` (eigh, mixed) against the CPU reference, product by product."""
     from mimetic.init import apply_init, attention_products
-    from mimetic.init.factorize import AUTO_REFERENCE_MAX_WIDTH
+    from mimetic.init.solvers import AUTO_REFERENCE_MAX_WIDTH
     from mimetic.models import build_model
     from mimetic.models.base import DataSpec
     from mimetic.train.config import load_config

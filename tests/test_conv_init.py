@@ -18,17 +18,9 @@ from mimetic.init import (
     init_options,
     state_snapshot,
 )
-from mimetic.init.depthwise import (
-    LayerCovariance,
-    covariances_from_state,
-    depth_sigmas,
-    empirical_covariance,
-    layer_index_map,
-    load_covariances,
-    map_covariance,
-    sample_filters,
-    save_covariances,
-)
+from mimetic.init.covariance import depth_sigmas, empirical_covariance, layer_index_map, map_covariance, sample_filters
+from mimetic.init.covariance_files import LayerCovariance, covariances_from_state, save_covariances
+from mimetic.init.depthwise import learned_covariances
 
 
 def _gen(seed=0):
@@ -133,7 +125,7 @@ def test_bad_parameters_are_one_clear_message(bad):
         init_options(opts)
     with pytest.raises(InitError, match="must be a finite number > 0"):
         depthwise_covariance_(DwNet(), **{"sigma_first": 0.5, "sigma_last": 1.0, **bad})
-    with pytest.raises(InitError, match="sigma must be a finite number > 0"):
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):  # the math alone: a ValueError
         gaussian_covariance(3, 0.0)
 
 
@@ -159,7 +151,7 @@ def test_covariance_file_roundtrip_and_transfer_across_depth(tmp_path):
     layers = covariances_from_state(src.state_dict(), "src")
     assert [c.kernel for c in layers] == [(5, 5)] * 4 and layers[0].cov.shape == (25, 25)
     path = save_covariances(layers, tmp_path / "cov.pt", source="src")
-    loaded = load_covariances(path)
+    loaded = learned_covariances(path)
     assert all(torch.equal(a.cov, b.cov) for a, b in zip(layers, loaded))
     # 4 source layers -> 2 target layers: first and last by relative depth
     assert layer_index_map(4, 2) == [0, 3] and layer_index_map(2, 5) == [0, 0, 1, 1, 1]
@@ -183,7 +175,7 @@ def test_transfer_across_kernel_size_and_rescale_to_default(tmp_path):
         assert est.shape == (layer.kernel[0] ** 2,) * 2
         assert torch.diagonal(est).mean().sqrt().item() == pytest.approx(std, rel=0.1)  # rescale=default
     # the resized covariance stays PSD and keeps positive neighbour correlation
-    cov = load_covariances(path)[1].cov
+    cov = learned_covariances(path)[1].cov
     for k in (3, 7, 9):
         mapped = map_covariance(cov, (5, 5), (k, k))
         assert torch.linalg.eigvalsh(mapped).min().item() > -1e-10 and torch.equal(mapped, mapped.T)
@@ -196,7 +188,7 @@ def test_transfer_refusals_are_one_clear_message(tmp_path):
     no_dw = tmp_path / "plain.pt"
     torch.save(nn.Linear(4, 4).state_dict(), no_dw)
     with pytest.raises(InitError, match="holds no depthwise conv filters"):
-        load_covariances(no_dw)
+        learned_covariances(no_dw)
     with pytest.raises(InitError, match="init.path=.*no such file"):
         init_options({"name": "dw_covariance_transfer", "path": str(tmp_path / "missing.pt")})
     with pytest.raises(InitError, match="needs init.path"):
@@ -277,22 +269,73 @@ def _grayscale_convmixer_run(run_dir):
     return model
 
 
-def test_a_one_channel_stem_is_not_taken_for_a_depthwise_layer(tmp_path):
+@pytest.fixture
+def readers(monkeypatch):
+    """The init's source readers, emptied for the test (the harness registers its run-directory reader there)."""
+    from mimetic.init import sources
+
+    monkeypatch.setattr(sources, "_READERS", [])
+    return sources
+
+
+class Bottleneck(nn.Module):
+    """A 1-channel bottleneck: ``expand`` (8, 1, 3, 3) is fed by an earlier layer and shaped like a depthwise filter
+    bank, but is a dense conv on one channel; only the structure tells it from ``dw``."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.squeeze = nn.Conv2d(8, 1, 1)
+        self.expand = nn.Conv2d(1, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+
+
+def test_the_source_structure_comes_from_a_skeleton_or_a_registered_reader(tmp_path, readers):
+    from mimetic.init import SourceModel, register_source_reader
+
+    torch.manual_seed(0)
+    state = Bottleneck().state_dict()
+    torch.save({"model": state}, tmp_path / "checkpoint.pt")
+    with torch.device("meta"):
+        skeleton = Bottleneck()
+    # Shapes alone take the bottleneck's expansion for a depthwise layer; the architecture does not.
+    assert [c.name for c in learned_covariances(state)] == ["expand", "dw"]
+    assert [c.name for c in learned_covariances(tmp_path / "checkpoint.pt")] == ["expand", "dw"]
+    assert [c.name for c in learned_covariances(state, skeleton=skeleton)] == ["dw"]
+    # A reader that knows the file (as the harness's knows a run directory) answers for a checkpoint.
+    asked = []
+
+    @register_source_reader
+    def mine(path, got):
+        asked.append(path)
+        return SourceModel(skeleton, "a test's skeleton") if path.parent == tmp_path else None
+
+    assert register_source_reader(mine) is mine and readers._READERS == [mine]  # registering again: no change
+    assert [c.name for c in learned_covariances(tmp_path / "checkpoint.pt")] == ["dw"]
+    assert asked == [tmp_path / "checkpoint.pt"]
+    model = DwNet(width=8, kernels=(3,))
+    assert depthwise_covariance_transfer_(model, tmp_path / "checkpoint.pt", generator=_gen()) == 1
+
+
+def test_a_one_channel_stem_is_not_taken_for_a_depthwise_layer(tmp_path, readers):
     """The source scan took a (C, 1, k, k) stem for the first depthwise layer, shifting the layer map."""
     from timm.models.vision_transformer import VisionTransformer
 
-    from mimetic.init.depthwise import depthwise_weights_in_state
+    from mimetic.analysis.source_run import run_source_model
+    from mimetic.init.covariance_files import depthwise_weights_in_state
 
     model = _grayscale_convmixer_run(tmp_path / "run")
     assert tuple(model.state_dict()["stem.0.weight"].shape) == (64, 1, 4, 4)
     expected = [layer.name for layer in find_depthwise_convs(model)]
     assert len(expected) == 4 and "stem.0" not in expected
-    # A run directory: the model its config.yaml describes decides (run dir, or its checkpoint file).
-    assert [c.name for c in load_covariances(tmp_path / "run")] == expected
-    assert [c.name for c in load_covariances(tmp_path / "run" / "checkpoint.pt")] == expected
+    # A run directory, with the harness's reader registered: the model its config.yaml describes decides (run
+    # dir, or its checkpoint file).
+    readers.register_source_reader(run_source_model)
+    assert [c.name for c in learned_covariances(tmp_path / "run")] == expected
+    assert [c.name for c in learned_covariances(tmp_path / "run" / "checkpoint.pt")] == expected
     # A bare state dict: shapes, but a depthwise conv's C input channels must come from an earlier layer.
     torch.save(model.state_dict(), tmp_path / "state.pt")
-    assert [c.name for c in load_covariances(tmp_path / "state.pt")] == expected
+    assert [c.name for c in learned_covariances(tmp_path / "state.pt")] == expected
     vit = VisionTransformer(img_size=32, patch_size=4, in_chans=1, embed_dim=48, depth=1, num_heads=3)
     assert depthwise_weights_in_state(vit.state_dict()) == []  # its (48, 1, 4, 4) patch embedding is no filter bank
     # The map a transfer uses: first and last target layers from the source's first and last depthwise layers.
@@ -308,4 +351,4 @@ def test_covariance_script_reads_a_runs_structure(tmp_path, capsys):
     script = load_script("scripts/covariance_from_run.py")
     assert script.main([str(tmp_path / "run"), "--allow-unfinished", "--out", str(tmp_path / "cov.pt")]) == 0
     expected = [layer.name for layer in find_depthwise_convs(model)]
-    assert [c.name for c in load_covariances(tmp_path / "cov.pt")] == expected
+    assert [c.name for c in learned_covariances(tmp_path / "cov.pt")] == expected

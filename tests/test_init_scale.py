@@ -1,4 +1,4 @@
-"""Mimetic init at scale: the solvers of mimetic.init.factorize against an independent float64 reference.
+"""Mimetic init at scale: the solvers of mimetic.init.solvers against an independent float64 reference.
 
 No test here depends on a time: speed is measured by scripts/benchmark.py.
 """
@@ -11,8 +11,10 @@ import torch
 from conftest import make_vit
 from torch import nn
 
-from mimetic.init import attention_products, factor_jobs, factorize, mimetic_attention_
-from mimetic.init.factorize import SOLVERS, factor_batch, factor_solver
+from mimetic.init import InitError, attention_products, balanced_factors, identity_plus_noise, mimetic_attention_
+from mimetic.init.solvers import base as solver_base
+from mimetic.init.solvers import draw_targets, factor_batch, head_chunks, jobs, resolve_solver, solver_names
+from mimetic.init.solvers import eigh as eigh_solver
 
 #: Shapes (query_dim, key_dim, value_dim, heads) exercised: square ViT-like and nn.MultiheadAttention with kdim/vdim.
 MHA_SHAPES = [dict(embed_dim=64, num_heads=4), dict(embed_dim=64, num_heads=4, kdim=32, vdim=48),
@@ -121,8 +123,7 @@ def test_exact_solvers_match_an_independent_float64_reference(kind, solver):
 
     The model computes in float32, so its weights round the float64 factors: products compare at 1e-5."""
     model = build(kind).double()
-    with factor_solver(solver):
-        mimetic_attention_(model, generator=torch.Generator().manual_seed(5))
+    mimetic_attention_(model, generator=torch.Generator().manual_seed(5), solver=solver)
     want = replay(5, shapes_of(model))
     for (qk, vo), (qk_t, vo_t), s in zip(products(model), want, shapes_of(model)):
         for head, target in zip(qk, qk_t):
@@ -133,8 +134,7 @@ def test_exact_solvers_match_an_independent_float64_reference(kind, solver):
 @pytest.mark.parametrize("kind", KINDS)
 def test_mixed_precision_products_within_1e_5_of_an_independent_float64_reference(kind):
     model = build(kind).double()
-    with factor_solver("mixed"):
-        mimetic_attention_(model, generator=torch.Generator().manual_seed(5))
+    mimetic_attention_(model, generator=torch.Generator().manual_seed(5), solver="mixed")
     for (qk, vo), (qk_t, vo_t), s in zip(products(model), replay(5, shapes_of(model)), shapes_of(model)):
         for head, target in zip(qk, qk_t):
             assert rel(head, numpy_best_rank(target, min(s["hd"], s["m"], s["n"]))) < 1e-5
@@ -145,9 +145,9 @@ def test_mixed_precision_products_within_1e_5_of_an_independent_float64_referenc
 def test_the_accelerator_code_path_gives_the_same_products(monkeypatch, solver):
     """On a GPU the eigensolver is batched torch.linalg.eigh (all eigenpairs), not LAPACK's subset: run that path
     here on CPU tensors and compare with the independent float64 reference."""
-    monkeypatch.setattr(factorize, "_use_lapack", lambda a: False)
+    monkeypatch.setattr(eigh_solver, "_use_lapack", lambda a: False)
     g = torch.Generator().manual_seed(1)
-    targets, _ = factorize.draw_targets(3, 200, 120, 40, alpha=0.7, beta=0.7, generator=g)
+    targets, _ = draw_targets(3, 200, 120, 40, alpha=0.7, beta=0.7, generator=g)
     for batch in (targets, targets.transpose(1, 2).contiguous()):  # both Gram sides
         left, right = factor_batch(batch, 40, solver=solver)
         for t, p in zip(batch.numpy(), (left @ right).numpy()):
@@ -157,7 +157,7 @@ def test_the_accelerator_code_path_gives_the_same_products(monkeypatch, solver):
 @pytest.mark.parametrize("d,k", [(384, 64), (768, 64), (500, 100)])
 def test_mixed_precision_at_widths_where_float32_alone_would_not_do(d, k):
     """Where the float32 pass has a real cut to place (r + oversample < d). Measured: ~1e-6, worst of 20 seeds."""
-    targets, _ = factorize.draw_targets(2, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(d))
+    targets, _ = draw_targets(2, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(d))
     for wide in (targets, targets[:, : d // 2]):  # square, and taller than wide (the other Gram side)
         left, right = factor_batch(wide, k, solver="mixed")
         for t, p in zip(wide.numpy(), (left @ right).numpy()):
@@ -168,8 +168,7 @@ def test_mixed_precision_at_widths_where_float32_alone_would_not_do(d, k):
 @pytest.mark.parametrize("kind", KINDS)
 def test_float32_model_products_within_1e_5_of_the_float64_reference(kind):
     model = build(kind)
-    with factor_solver("eigh"):
-        mimetic_attention_(model, generator=torch.Generator().manual_seed(6))
+    mimetic_attention_(model, generator=torch.Generator().manual_seed(6), solver="eigh")
     for (qk, vo), (qk_t, vo_t), s in zip(products(model), replay(6, shapes_of(model)), shapes_of(model)):
         for head, target in zip(qk, qk_t):
             assert rel(head, numpy_best_rank(target, min(s["hd"], s["m"], s["n"]))) < 1e-5
@@ -180,14 +179,13 @@ def test_float32_model_products_within_1e_5_of_the_float64_reference(kind):
 def test_eigh_weights_are_the_reference_up_to_per_unit_sign_flips(kind):
     a, b = build(kind).double(), build(kind).double()
     mimetic_attention_(a, generator=torch.Generator().manual_seed(4))
-    with factor_solver("eigh"):
-        mimetic_attention_(b, generator=torch.Generator().manual_seed(4))
+    mimetic_attention_(b, generator=torch.Generator().manual_seed(4), solver="eigh")
     for key, value in a.state_dict().items():
         assert torch.allclose(value.abs(), b.state_dict()[key].abs(), atol=1e-9), key
 
 
 def test_eigh_factors_are_balanced_and_canonically_signed():
-    targets, _ = factorize.draw_targets(3, 40, 40, 10, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
+    targets, _ = draw_targets(3, 40, 40, 10, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
     left, right = factor_batch(targets, 10, solver="eigh")
     # Balanced: column j of left and row j of right both have norm sqrt(s_j), s_j descending.
     cols, rows = left.norm(dim=1), right.norm(dim=2)
@@ -201,7 +199,7 @@ def test_eigh_factors_are_balanced_and_canonically_signed():
 def test_spare_units_and_zero_targets():
     # inner > rank: spare rows in `right` (random), zero columns in `left`; a zero target gives zero factors.
     for solver in ("svd", "eigh", "randomized"):
-        targets, spares = factorize.draw_targets(2, 6, 4, 8, alpha=0.7, beta=0.7,
+        targets, spares = draw_targets(2, 6, 4, 8, alpha=0.7, beta=0.7,
                                                  generator=torch.Generator().manual_seed(0))
         assert spares.shape == (2, 4, 4)
         left, right = factor_batch(targets, 8, solver=solver, spares=spares)
@@ -216,12 +214,11 @@ def test_spare_units_and_zero_targets():
         factor_batch(targets, 8, solver="eigh")
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver", solver_names())
 def test_draws_are_reproducible_and_shared_by_every_solver(solver):
     a, b = make_vit(dim=64, heads=4, depth=2), make_vit(dim=64, heads=4, depth=2)
-    with factor_solver(solver):
-        mimetic_attention_(a, generator=torch.Generator().manual_seed(9))
-        mimetic_attention_(b, generator=torch.Generator().manual_seed(9))
+    mimetic_attention_(a, generator=torch.Generator().manual_seed(9), solver=solver)
+    mimetic_attention_(b, generator=torch.Generator().manual_seed(9), solver=solver)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     # VO is full rank, so every solver's VO product is the drawn target itself: the same Z for every solver.
@@ -230,29 +227,45 @@ def test_draws_are_reproducible_and_shared_by_every_solver(solver):
         assert rel(layer.vo.double(), vo_t) < 1e-5
 
 
-def test_solver_choice_is_scoped_and_checked():
-    assert factorize.current_solver() == "auto"
-    with factor_solver("randomized"):
-        assert factorize.current_solver() == "randomized"
-        with pytest.raises(ValueError, match="unknown factorisation solver"):
-            with factor_solver("qr"):
-                pass
-        assert factorize.current_solver() == "randomized"
-    assert factorize.current_solver() == "auto"
+def test_the_solver_is_an_argument_checked_before_anything_is_written():
+    model = make_vit(dim=32, heads=2, depth=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InitError, match="unknown factorisation solver 'qr'; choose one of auto, svd, eigh"):
+        mimetic_attention_(model, generator=torch.Generator().manual_seed(0), solver="qr")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="unknown factorisation solver"):
         factor_batch(torch.zeros(1, 2, 2), 1, solver="lu")
+    # No state is kept between calls: a call with a solver leaves the next call's default ("auto") alone.
+    a, b = make_vit(dim=32, heads=2, depth=1), make_vit(dim=32, heads=2, depth=1)
+    mimetic_attention_(model, generator=torch.Generator().manual_seed(1), solver="randomized")
+    mimetic_attention_(a, generator=torch.Generator().manual_seed(1))
+    mimetic_attention_(b, generator=torch.Generator().manual_seed(1), solver="svd")
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
-@pytest.mark.parametrize("solver", ["svd", "eigh"])
-def test_batching_heads_does_not_change_the_weights(monkeypatch, solver):
-    """The reference (and any solver on an accelerator) factorises heads in batches of CHUNK_BYTES."""
+def test_the_reference_path_is_the_batched_draws_and_svd_bit_for_bit():
+    """The jobs machinery (draws stacked in one block, the "svd" entry of factor_batch) and the reference functions
+    of mimetic.init.factorize (what mimetic_attention_ runs for "svd") give the same factors from the same stream."""
+    for rows, cols, inner in ((48, 48, 16), (6, 4, 8)):  # a square head, and a rectangular target with spares
+        g = torch.Generator().manual_seed(7)
+        targets, spares = draw_targets(3, rows, cols, inner, alpha=0.7, beta=-0.4, generator=g)
+        left, right = factor_batch(targets, inner, solver="svd", spares=spares)
+        g = torch.Generator().manual_seed(7)
+        for i in range(3):
+            target = identity_plus_noise(rows, cols, alpha=0.7, beta=-0.4, generator=g)
+            assert torch.equal(target, targets[i])
+            ref_left, ref_right = balanced_factors(target, inner, generator=g)
+            assert torch.equal(ref_left, left[i]) and torch.equal(ref_right, right[i])
+
+
+def test_batching_heads_does_not_change_the_weights(monkeypatch):
+    """A solver on an accelerator factorises heads in batches of CHUNK_BYTES."""
     a, b = make_vit(dim=64, heads=4, depth=1), make_vit(dim=64, heads=4, depth=1)
-    with factor_solver(solver):
-        mimetic_attention_(a, generator=torch.Generator().manual_seed(1))
-        monkeypatch.setattr(factorize, "CHUNK_BYTES", 64 * 64 * 8)  # one head at a time
-        assert len(factorize.head_chunks(4, 64, 64)) == 4
-        monkeypatch.setattr(factor_jobs, "PARALLEL_ON_CPU", ())  # eigh, too, through the batched path
-        mimetic_attention_(b, generator=torch.Generator().manual_seed(1))
+    mimetic_attention_(a, generator=torch.Generator().manual_seed(1), solver="eigh")
+    monkeypatch.setattr(jobs, "CHUNK_BYTES", 64 * 64 * 8)  # one head at a time
+    assert len(head_chunks(4, 64, 64)) == 4
+    monkeypatch.setattr(jobs, "PARALLEL_ON_CPU", ())  # eigh through the batched path
+    mimetic_attention_(b, generator=torch.Generator().manual_seed(1), solver="eigh")
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
 
@@ -266,8 +279,7 @@ def test_the_number_of_cores_does_not_change_the_weights(solver):
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             model = make_vit(dim=64, heads=4, depth=2)
-            with factor_solver(solver):
-                mimetic_attention_(model, generator=torch.Generator().manual_seed(2))
+            mimetic_attention_(model, generator=torch.Generator().manual_seed(2), solver=solver)
             assert torch.get_num_threads() == threads  # restored after the pool
             models.append(model.state_dict())
     finally:
@@ -280,7 +292,7 @@ def test_the_number_of_cores_does_not_change_the_weights(solver):
 def test_gil_free_lapack_matches_scipy():
     import scipy.linalg
 
-    from mimetic.init import lapack
+    from mimetic.init.solvers import lapack
 
     rng = np.random.default_rng(0)
     for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-4)):
@@ -296,22 +308,39 @@ def test_gil_free_lapack_matches_scipy():
 
 
 def test_auto_keeps_the_reference_for_narrow_layers_and_uses_eigh_for_wide_ones(monkeypatch):
-    assert factorize.resolve_solver("auto", factorize.AUTO_REFERENCE_MAX_WIDTH) == "svd"
-    assert factorize.resolve_solver("auto", factorize.AUTO_REFERENCE_MAX_WIDTH + 1) == "mixed"
-    assert factorize.resolve_solver("randomized", 8) == "randomized"
-    monkeypatch.setattr(factorize, "AUTO_REFERENCE_MAX_WIDTH", 32)  # make a small model count as wide
+    assert resolve_solver("auto", solver_base.AUTO_REFERENCE_MAX_WIDTH) == "svd"
+    assert resolve_solver("auto", solver_base.AUTO_REFERENCE_MAX_WIDTH + 1) == "mixed"
+    assert resolve_solver("randomized", 8) == "randomized"
+    monkeypatch.setattr(solver_base, "AUTO_REFERENCE_MAX_WIDTH", 32)  # make a small model count as wide
     wide, narrow, mixed = (make_vit(dim=48, heads=3, depth=1) for _ in range(3))
     mimetic_attention_(wide, generator=torch.Generator().manual_seed(8))
-    with factor_solver("mixed"):
-        mimetic_attention_(mixed, generator=torch.Generator().manual_seed(8))
-    monkeypatch.setattr(factorize, "AUTO_REFERENCE_MAX_WIDTH", 48)
-    with factor_solver("svd"):
-        mimetic_attention_(narrow, generator=torch.Generator().manual_seed(8))
+    mimetic_attention_(mixed, generator=torch.Generator().manual_seed(8), solver="mixed")
+    monkeypatch.setattr(solver_base, "AUTO_REFERENCE_MAX_WIDTH", 48)
+    mimetic_attention_(narrow, generator=torch.Generator().manual_seed(8), solver="svd")
     reference = make_vit(dim=48, heads=3, depth=1)
     mimetic_attention_(reference, generator=torch.Generator().manual_seed(8))  # auto at width 48 -> svd
     for key, value in wide.state_dict().items():
         assert torch.equal(value, mixed.state_dict()[key]), key
         assert torch.equal(reference.state_dict()[key], narrow.state_dict()[key]), key
+
+
+def test_auto_on_layers_of_two_widths_keeps_the_draw_order(monkeypatch):
+    """"auto" on a model with a narrow and a wide layer: the narrow one by the reference, the wide one by "mixed",
+    from the same stream as a whole-model "svd" or "mixed" run (the reference layer's draws come first)."""
+    monkeypatch.setattr(solver_base, "AUTO_REFERENCE_MAX_WIDTH", 48)
+
+    def model():
+        torch.manual_seed(0)
+        return nn.ModuleList([nn.MultiheadAttention(48, 3), nn.MultiheadAttention(64, 4), nn.MultiheadAttention(32, 2)])
+
+    runs = {}
+    for solver in ("auto", "svd", "mixed"):
+        runs[solver] = model()
+        layers = mimetic_attention_(runs[solver], generator=torch.Generator().manual_seed(3), solver=solver)
+        assert len(layers) == 3
+    state = {solver: m.state_dict() for solver, m in runs.items()}
+    for key, value in state["auto"].items():
+        assert torch.equal(value, state["mixed" if key.startswith("1.") else "svd"][key]), key
 
 
 @pytest.mark.parametrize("d,max_distance", [(192, 0.3), (768, 0.8)])
@@ -323,7 +352,7 @@ def test_randomized_solver_distance_from_the_exact_construction(d, max_distance)
     so a slightly different top-k subspace is nearly as good -- while the residual ||T - P|| exceeds the
     optimum by < 0.5% and the product's mean diagonal (the statistic the method is about) is within 0.003."""
     heads, k = 3, 64
-    targets, _ = factorize.draw_targets(heads, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
+    targets, _ = draw_targets(heads, d, d, k, alpha=0.7, beta=0.7, generator=torch.Generator().manual_seed(0))
     left, right = factor_batch(targets, k, solver="randomized")
     got = (left @ right).numpy()
     for t, p in zip(targets.numpy(), got):

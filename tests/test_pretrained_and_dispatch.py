@@ -120,7 +120,17 @@ def _vit_run(run_dir, heads: int):
     return options, model
 
 
-def test_a_checkpoint_with_other_heads_is_refused_naming_both_counts(tmp_path):
+@pytest.fixture
+def run_reader(monkeypatch):
+    """The harness's reader of run directories, registered with the init (as the harness does) for the test."""
+    from mimetic.analysis.source_run import run_source_model
+    from mimetic.init import sources
+
+    monkeypatch.setattr(sources, "_READERS", [])
+    sources.register_source_reader(run_source_model)
+
+
+def test_a_checkpoint_with_other_heads_is_refused_naming_both_counts(tmp_path, run_reader):
     """Same width, same shapes: a 2-head checkpoint used to be copied into a 4-head model without a word."""
     from dataclasses import replace
 

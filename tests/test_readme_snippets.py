@@ -21,7 +21,7 @@ def test_the_use_it_on_your_model_snippets_run(capsys):
     assert len(snippets) == 4  # timm ViT, nn.MultiheadAttention, the GPT, a depthwise-conv model
     scope: dict = {}
     exec(compile("\n".join(snippets), "README.md (Use it on your model)", "exec"), scope)  # noqa: S102
-    assert scope["n_layers"] == 12
+    assert len(scope["layers"]) == 12
     mean = scope["report"]  # the last snippet's report: the ConvMixer's
     corr = [layer["neighbour_corr"] for layer in mean["depthwise"]["layers"]]
     assert corr[-1] > corr[0]  # the covariance widens with depth, as the snippet's comment says

@@ -3,7 +3,7 @@
     import torch, timm
     from mimetic.init import mimetic_attention_
     model = timm.create_model("vit_tiny_patch16_224", num_classes=10)
-    mimetic_attention_(model, generator=torch.Generator().manual_seed(0))
+    layers = mimetic_attention_(model, generator=torch.Generator().manual_seed(0))  # the 12 layers it wrote
 
 By name, as the ``init=`` config group does (the names are what :data:`INITS` holds):
 
@@ -53,10 +53,26 @@ weights, in ``nn.Linear``'s (out, in) layout, and how to probe its forward) and 
 Every init and :func:`attention_products` then use it, after checking through the two
 probes that the module computes the products its weights say. Modules that look like
 attention but that no adapter claims make every attention init refuse, with their names.
+
+Where things are: the method itself on plain tensors in :mod:`mimetic.init.factorize` (attention) and
+:mod:`mimetic.init.covariance` (depthwise convs); faster factorisations in :mod:`mimetic.init.solvers`,
+chosen by a ``solver=`` argument; the registry in :mod:`mimetic.init.base`; one file per family of inits
+below, each registering its names (the list of families is the import block of this file).
 """
 
-# Registered before dispatch computes INIT_NAMES (diagnostics imports dispatch).
-from mimetic.init import conv_filters, impulse, simple  # noqa: F401
+# The families: each init family registers its names with mimetic.init.base.INITS when imported (dispatch: the
+# "default" init; composites: "<attention init>+<conv init>"), lm_layers its attention adapters.
+from mimetic.init import (  # noqa: F401
+    attention,
+    composites,
+    conv_filters,
+    depthwise,
+    dispatch,
+    impulse,
+    lm_layers,
+    pretrained,
+    simple,
+)
 from mimetic.init.attention import (
     PAPER_COEFFICIENTS,
     MimeticCoefficients,
@@ -66,7 +82,10 @@ from mimetic.init.attention import (
     mimetic_attention_,
 )
 from mimetic.init.base import INITS, InitError
+from mimetic.init.composites import register_composite_init
 from mimetic.init.conv_filters import DwBoxOptions, DwImpulseOptions, depthwise_box_, depthwise_impulse_
+from mimetic.init.covariance import empirical_covariance, gaussian_covariance
+from mimetic.init.covariance_files import LayerCovariance, covariances_from_state, save_covariances
 from mimetic.init.depthwise import (
     DepthwiseConv,
     DwCovarianceOptions,
@@ -74,10 +93,11 @@ from mimetic.init.depthwise import (
     depthwise_covariance_,
     depthwise_covariance_transfer_,
     find_depthwise_convs,
-    gaussian_covariance,
+    learned_covariances,
 )
 from mimetic.init.diagnostics import (
     LayerProducts,
+    apply_and_diagnose,
     attention_maps,
     attention_products,
     diagnose_init,
@@ -85,7 +105,7 @@ from mimetic.init.diagnostics import (
     state_snapshot,
     summarize_products,
 )
-from mimetic.init.dispatch import INIT_NAMES, DefaultOptions, apply_init, init_options
+from mimetic.init.dispatch import DefaultOptions, apply_init, init_options
 from mimetic.init.factorize import balanced_factors, identity_plus_noise
 from mimetic.init.impulse import ImpulseOptions, impulse_attention_, impulse_diagnostics
 from mimetic.init.layers import (
@@ -99,6 +119,11 @@ from mimetic.init.layers import (
 from mimetic.init.lm_layers import BertStyleAttention, FusedCAttnAttention, SeparateProjAttention
 from mimetic.init.pretrained import PretrainedAttentionOptions, pretrained_attention_
 from mimetic.init.simple import MimeticSimpleOptions, VONonzeroOptions, mimetic_simple_, vo_nonzero_
+from mimetic.init.solvers import solver_names
+from mimetic.init.sources import SourceModel, register_source_reader
+
+#: Every registered init name (for code that imported the old hand-kept tuple; the registry is the source).
+INIT_NAMES = tuple(INITS.names())
 
 __all__ = [
     "INITS",
@@ -116,6 +141,7 @@ __all__ = [
     "FusedCAttnAttention",
     "ImpulseOptions",
     "InitError",
+    "LayerCovariance",
     "LayerProducts",
     "MimeticCoefficients",
     "MimeticOptions",
@@ -124,16 +150,20 @@ __all__ = [
     "MimeticVOOptions",
     "PretrainedAttentionOptions",
     "SeparateProjAttention",
+    "SourceModel",
     "VONonzeroOptions",
+    "apply_and_diagnose",
     "apply_init",
     "attention_maps",
     "attention_products",
     "balanced_factors",
+    "covariances_from_state",
     "depthwise_box_",
     "depthwise_covariance_",
     "depthwise_covariance_transfer_",
     "depthwise_impulse_",
     "diagnose_init",
+    "empirical_covariance",
     "find_attention_layers",
     "find_depthwise_convs",
     "gaussian_covariance",
@@ -141,13 +171,18 @@ __all__ = [
     "impulse_attention_",
     "impulse_diagnostics",
     "init_options",
+    "learned_covariances",
     "mimetic_attention_",
     "mimetic_simple_",
     "pretrained_attention_",
     "product_stats",
     "register_attention_adapter",
+    "register_composite_init",
     "register_non_attention",
+    "register_source_reader",
+    "save_covariances",
     "scan_attention",
+    "solver_names",
     "state_snapshot",
     "summarize_products",
     "vo_nonzero_",

@@ -17,22 +17,29 @@ tensor of the model, are left as they are.
 
 The paper's coefficients live once, in :data:`PAPER_COEFFICIENTS`; the registered inits
 ``mimetic``, ``mimetic_qk`` and ``mimetic_vo`` and :func:`mimetic_attention_` all default to it.
+
+Two ways to the same weights: :func:`reference_qk_` and :func:`reference_vo_` are the method as written
+above, with the reference math of :mod:`mimetic.init.factorize` (the ``"svd"`` solver, and so ``"auto"`` on
+every layer up to width 512); wider layers, or another ``solver=``, run the same draws as jobs that
+:mod:`mimetic.init.solvers` factorises faster (on every core, or batched on an accelerator).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from mimetic.init import factor_jobs, factorize
-from mimetic.init.base import INITS, InitError
+from mimetic.init.base import INITS, SCANNED, InitError
+from mimetic.init.factorize import balanced_factors, identity_plus_noise
 from mimetic.init.layers import AttentionAdapter, scan_attention, supported_layers_text
+from mimetic.init.solvers import FactorJob, draw_targets, resolve_solver, run_jobs, solver_names, solver_problem
 from mimetic.registry import Option
 
 
@@ -76,8 +83,8 @@ class _CoefficientOptions(Option):
     touches_attention: ClassVar[bool] = True
     qk: ClassVar[bool] = True
     vo: ClassVar[bool] = True
-    # How alpha Z + beta I is factorised (mimetic.init.factorize.SOLVERS): "svd" is the float64 CPU
-    # reference; "eigh" is exact (~1e-13), one head per core on the CPU, batched on an accelerator;
+    # How alpha Z + beta I is factorised (mimetic.init.solvers): "svd" is the float64 CPU reference
+    # (mimetic.init.factorize); "eigh" is exact (~1e-13), one head per core on the CPU, batched on an accelerator;
     # "mixed" is eigh with a float32 eigensolver refined in float64 (products within ~1e-6); "auto" (the
     # default) is "svd" up to width 512 and "mixed" above; "randomized" is an approximate opt-in for
     # very wide models (README "Speed").
@@ -91,8 +98,8 @@ class _CoefficientOptions(Option):
 
     def problems(self, group: str) -> list[str]:
         out = coefficient_problems(self.coefficients(), prefix=f"{group}.") + sign_problems(self.signs(), f"{group}.")
-        if self.solver not in factorize.SOLVERS:
-            out.append(f"{group}.solver={self.solver!r} is not one of: {', '.join(factorize.SOLVERS)}")
+        if solver_problem(self.solver):
+            out.append(f"{group}.solver={self.solver!r} is not one of: {', '.join(solver_names())}")
         return out
 
 
@@ -128,6 +135,7 @@ class MimeticVOOptions(_CoefficientOptions):
     sign_vo: int = -1
 
 
+
 def attention_layers_or_raise(model: nn.Module) -> list[AttentionAdapter]:
     """The attention layers of ``model``, all of them supported, or an :class:`InitError` saying why not.
 
@@ -145,22 +153,50 @@ def attention_layers_or_raise(model: nn.Module) -> list[AttentionAdapter]:
     return scan.layers
 
 
-def _layer_solver(layer: AttentionAdapter, solver: str) -> str:
+# ----------------------------------------------------------------------------- the reference: the method itself
+def reference_qk_(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None) -> None:
+    """Per head ``i``: ``W_q^i^T W_k^i`` = the best rank-``head_dim`` approximation of ``alpha Z_i + beta I``,
+    written as ``(W_q^i)^T = U S^1/2`` and ``W_k^i = S^1/2 V^T``."""
+    q, k, hd = layer.q_weight(), layer.k_weight(), layer.head_dim
+    for head in range(layer.num_heads):
+        target = identity_plus_noise(layer.query_dim, layer.key_dim, alpha=alpha, beta=beta, generator=generator)
+        left, right = balanced_factors(target, hd, generator=generator)
+        q[head * hd:(head + 1) * hd].copy_(left.T)
+        k[head * hd:(head + 1) * hd].copy_(right)
+
+
+def reference_vo_(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None) -> None:
+    """Per layer: ``W_v^T W_o^T = alpha Z + beta I`` (``beta`` carries the sign of I), written as
+    ``W_v^T = U S^1/2`` and ``W_o^T = S^1/2 V^T``; ``Z`` has variance 1/d, d the query width."""
+    target = identity_plus_noise(layer.value_dim, layer.out_dim, alpha=alpha, beta=beta, noise_dim=layer.query_dim,
+                                 generator=generator)
+    left, right = balanced_factors(target, layer.attn_dim, generator=generator)
+    layer.v_weight().copy_(left.T)
+    layer.o_weight().copy_(right.T)
+
+
+# ----------------------------------------------------------------------------- the same, at scale
+def layer_solver(layer: AttentionAdapter, solver: str) -> str:
     """``solver`` made concrete for this layer ("auto" looks at its widest side), the same for QK and VO."""
-    return factorize.resolve_solver(solver, max(layer.query_dim, layer.key_dim, layer.value_dim, layer.out_dim))
+    return resolve_solver(solver, max(layer.query_dim, layer.key_dim, layer.value_dim, layer.out_dim))
 
 
-def _qk_jobs(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None,
-             solver: str) -> Iterator[factor_jobs.FactorJob]:
-    """One job per head: ``(W_q^i)^T = U_k S_k^1/2`` and ``W_k^i = S_k^1/2 V_k^T`` of its own target."""
+def vo_solver(layer: AttentionAdapter, solver: str) -> str:
+    """The concrete solver of the layer's VO product: one full-rank target, which ``"randomized"`` has nothing to
+    truncate in, so that solver leaves it to the exact ``"eigh"``."""
+    concrete = layer_solver(layer, solver)
+    return "eigh" if concrete == "randomized" else concrete
+
+
+def qk_jobs(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None,
+            solver: str) -> Iterator[FactorJob]:
+    """:func:`reference_qk_` as one job per head, factorised by ``solver`` (concrete) on the weights' device."""
     q, k = layer.q_weight(), layer.k_weight()
     hd, m, n = layer.head_dim, layer.query_dim, layer.key_dim
-    solver = _layer_solver(layer, solver)
-    device = torch.device("cpu") if solver == "svd" else q.device
 
     def draw():
-        targets, spares = factorize.draw_targets(1, m, n, hd, alpha=alpha, beta=beta, noise_dim=m,
-                                                 generator=generator, device=device)
+        targets, spares = draw_targets(1, m, n, hd, alpha=alpha, beta=beta, noise_dim=m, generator=generator,
+                                       device=q.device)
         return targets[0], None if spares is None else spares[0]
 
     def write(head: int, left: torch.Tensor, right: torch.Tensor) -> None:
@@ -168,28 +204,48 @@ def _qk_jobs(layer: AttentionAdapter, alpha: float, beta: float, generator: torc
         k[head * hd:(head + 1) * hd].copy_(right)
 
     for head in range(layer.num_heads):
-        yield factor_jobs.FactorJob(m, n, hd, solver, device, draw, functools.partial(write, head))
+        yield FactorJob(m, n, hd, solver, q.device, draw, functools.partial(write, head))
 
 
-def _vo_job(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None,
-            solver: str) -> factor_jobs.FactorJob:
-    """The layer's value path: ``W_v^T = U S^1/2``, ``W_o^T = S^1/2 V^T`` (``beta`` carries the sign of I)."""
-    m, n, inner = layer.value_dim, layer.out_dim, layer.attn_dim
-    solver = _layer_solver(layer, solver)
-    # One full-rank target per layer: the randomized solver has nothing to truncate, so it uses the exact "eigh".
-    solver = "eigh" if solver == "randomized" else solver
-    device = torch.device("cpu") if solver == "svd" else layer.v_weight().device
-
-    def draw():
-        targets, spares = factorize.draw_targets(1, m, n, inner, alpha=alpha, beta=beta, noise_dim=layer.query_dim,
-                                                 generator=generator, device=device)
-        return targets[0], None if spares is None else spares[0]
+def vo_job(layer: AttentionAdapter, draw: Callable[[], tuple[torch.Tensor, torch.Tensor | None]],
+           solver: str) -> FactorJob:
+    """The layer's value path as one job: ``draw()`` gives its target (and spares), factorised by ``solver``
+    (concrete) into ``W_v^T = U S^1/2`` and ``W_o^T = S^1/2 V^T``."""
+    device = layer.v_weight().device
 
     def write(left: torch.Tensor, right: torch.Tensor) -> None:
         layer.v_weight().copy_(left.T)
         layer.o_weight().copy_(right.T)
 
-    return factor_jobs.FactorJob(m, n, inner, solver, device, draw, write)
+    return FactorJob(layer.value_dim, layer.out_dim, layer.attn_dim, solver, device, draw, write)
+
+
+def mimetic_vo_job(layer: AttentionAdapter, alpha: float, beta: float, generator: torch.Generator | None,
+                   solver: str) -> FactorJob:
+    """:func:`reference_vo_` as one job, factorised by ``solver`` (concrete) on the weights' device."""
+    def draw():
+        targets, spares = draw_targets(1, layer.value_dim, layer.out_dim, layer.attn_dim, alpha=alpha, beta=beta,
+                                       noise_dim=layer.query_dim, generator=generator, device=layer.v_weight().device)
+        return targets[0], None if spares is None else spares[0]
+
+    return vo_job(layer, draw, solver)
+
+
+def write_layers_(layers: Iterable[AttentionAdapter], solver: str,
+                  reference: Callable[[AttentionAdapter], None],
+                  jobs: Callable[[AttentionAdapter], Iterable[FactorJob]]) -> None:
+    """Write ``layers`` in module order: those whose concrete solver is ``"svd"`` with ``reference(layer)``, the
+    others through ``jobs(layer)`` (consecutive ones share one run: on the CPU, one pool over every core).
+
+    Every target is drawn in the same order either way, so a seed gives the same noise whatever the solver.
+    """
+    with torch.no_grad():
+        for is_reference, group in itertools.groupby(layers, key=lambda layer: layer_solver(layer, solver) == "svd"):
+            if is_reference:
+                for layer in group:
+                    reference(layer)
+            else:
+                run_jobs(job for layer in group for job in jobs(layer))
 
 
 def mimetic_attention_(
@@ -204,55 +260,69 @@ def mimetic_attention_(
     generator: torch.Generator | None = None,
     sign_qk: int = 1,
     sign_vo: int = -1,
-) -> int:
+    solver: str = "auto",
+) -> list[AttentionAdapter]:
     """Mimetic-initialise, in place, every self-attention layer of ``model``.
 
     ``sign_qk``/``sign_vo`` (each +1 or -1) are the signs of the identity terms: the targets are
     ``alpha_qk Z + sign_qk beta_qk I`` and ``alpha_vo Z + sign_vo beta_vo I`` (defaults: the vision signs).
 
-    Returns the number of layers initialised. Noise is drawn from ``generator`` (torch's
-    global RNG if None), layer by layer in module order, the heads' QK noise before the
-    layer's VO noise; equal seeds therefore give identical weights.
+    Returns the attention layers written (:class:`~mimetic.init.AttentionAdapter`, in module order;
+    its ``len()`` is the layer count; empty when neither ``qk`` nor ``vo``): pass them on to
+    :func:`~mimetic.init.diagnose_init` or :func:`~mimetic.init.attention_products` instead of
+    scanning the model again. Noise is drawn from ``generator`` (torch's global RNG if None),
+    layer by layer in module order, the heads' QK noise before the layer's VO noise; equal seeds
+    therefore give identical weights.
+
+    ``solver`` factorises the targets: ``"auto"`` (the float64 reference ``"svd"``,
+    :mod:`mimetic.init.factorize`, for layers up to width 512; the faster ``"mixed"`` above: products
+    within ~1e-6), or ``"svd"``, ``"eigh"`` (exact), ``"mixed"`` or ``"randomized"`` (approximate); see
+    :mod:`mimetic.init.solvers` for their precision and cost. The noise is the same for every solver.
 
     Raises :class:`InitError` (a ``ValueError``), before writing anything, for a negative
-    or non-finite alpha/beta, a model without recognised attention, a layer whose width
-    does not split into its heads, a layer whose forward does not compute the targeted
+    or non-finite alpha/beta, an unknown solver, a model without recognised attention, a layer
+    whose width does not split into its heads, a layer whose forward does not compute the targeted
     products (qk-norm, talking heads, ...), meta-device parameters, or modules that look
     like attention but that no adapter recognises.
-
-    The factorisation runs with :func:`mimetic.init.factorize.current_solver`: ``"auto"`` (the float64
-    reference ``"svd"`` for layers up to width 512, the faster ``"mixed"`` above: products within ~1e-6)
-    unless a ``with factorize.factor_solver(name):`` block picks ``"svd"``, ``"eigh"`` (exact),
-    ``"mixed"`` or ``"randomized"`` (approximate); see
-    :mod:`mimetic.init.factorize` for their precision and cost.
     """
     problems = coefficient_problems(dict(alpha_qk=alpha_qk, beta_qk=beta_qk, alpha_vo=alpha_vo, beta_vo=beta_vo))
     problems += sign_problems(dict(sign_qk=sign_qk, sign_vo=sign_vo))
+    problems += [p for p in [solver_problem(solver)] if p]
     if problems:
         raise InitError("; ".join(problems))
     layers = attention_layers_or_raise(model)
-    solver = factorize.current_solver()  # "auto" unless factorize.factor_solver(...) is active
+    if not (qk or vo):
+        return []
+    beta_qk, beta_vo = sign_qk * beta_qk, sign_vo * beta_vo
 
-    def jobs() -> Iterator[factor_jobs.FactorJob]:  # in the documented draw order: each head's QK, then VO
-        for layer in layers:
-            if qk:
-                yield from _qk_jobs(layer, alpha_qk, sign_qk * beta_qk, generator, solver)
-            if vo:
-                yield _vo_job(layer, alpha_vo, sign_vo * beta_vo, generator, solver)
+    def reference(layer: AttentionAdapter) -> None:  # in the documented draw order: each head's QK, then VO
+        if qk:
+            reference_qk_(layer, alpha_qk, beta_qk, generator)
+        if vo:
+            reference_vo_(layer, alpha_vo, beta_vo, generator)
 
-    with torch.no_grad():
-        factor_jobs.run_jobs(jobs())
-    return len(layers) if (qk or vo) else 0
+    def jobs(layer: AttentionAdapter) -> Iterator[FactorJob]:  # the same, in the same order
+        if qk:
+            yield from qk_jobs(layer, alpha_qk, beta_qk, generator, layer_solver(layer, solver))
+        if vo:
+            yield mimetic_vo_job(layer, alpha_vo, beta_vo, generator, vo_solver(layer, solver))
+
+    write_layers_(layers, solver, reference, jobs)
+    return layers
+
+
+def solvers_used(layers: Iterable[AttentionAdapter], solver: str) -> str:
+    """The concrete solvers ``solver`` meant for ``layers``, for the report (e.g. ``"svd"``, ``"mixed+svd"``)."""
+    return "+".join(sorted({layer_solver(layer, solver) for layer in layers}))
 
 
 def _mimetic(model: nn.Module, options: _CoefficientOptions, generator: torch.Generator | None) -> dict:
     coefficients = {k: float(v) for k, v in options.coefficients().items()}
     signs = {k: int(v) for k, v in options.signs().items()}
-    with factorize.factor_solver(options.solver):
-        layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, **coefficients, **signs)
-    used = sorted({_layer_solver(layer, options.solver) for layer in attention_layers_or_raise(model)})
-    return {"init": options.name, "layers": layers, **coefficients, **signs, "solver": options.solver,
-            "solver_used": "+".join(used)}
+    layers = mimetic_attention_(model, qk=options.qk, vo=options.vo, generator=generator, solver=options.solver,
+                                **coefficients, **signs)
+    return {"init": options.name, "layers": len(layers), **coefficients, **signs, "solver": options.solver,
+            "solver_used": solvers_used(layers, options.solver), SCANNED: layers}
 
 
 INITS.add("mimetic", MimeticOptions, _mimetic,

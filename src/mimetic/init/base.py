@@ -9,6 +9,10 @@ function, with the signature ``fn(model, options, generator) -> dict``:
         return {"init": options.name, "layers": n}
 
 The config group ``init=`` accepts exactly the registered names.
+
+An init that found the model's attention layers may also return them under the key :data:`SCANNED`:
+:func:`~mimetic.init.apply_init` takes them out of the report (which stays JSON-ready), and
+:func:`~mimetic.init.apply_and_diagnose` measures those layers instead of scanning the model again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from mimetic.errors import MimeticError
 from mimetic.registry import Registry
 
 INITS = Registry("init")
+#: Report key under which an init may hand back the attention layers it wrote (never part of a logged report).
+SCANNED = "_attention_layers"
 
 
 class InitError(MimeticError, ValueError):

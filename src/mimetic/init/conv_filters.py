@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from mimetic.init.base import INITS, InitError
-from mimetic.init.depthwise import DepthwiseConv, find_depthwise_convs
+from mimetic.init.depthwise import DepthwiseConv, depthwise_layers_or_raise
 from mimetic.registry import Option
 
 IMPULSE_ASSIGNS = ("random", "cycle")
@@ -73,17 +73,6 @@ def default_norm(layer: DepthwiseConv) -> float:
         raise InitError(f"{layer.weight_name} is all zeros (or not finite), so there is no default filter norm to "
                         "match; pass norm=<each filter's L2 norm> (init.norm=...)")
     return rms
-
-
-def _layers_or_raise(model: nn.Module) -> list[DepthwiseConv]:
-    layers = find_depthwise_convs(model)
-    if not layers:
-        raise InitError(f"{type(model).__name__} has no depthwise convolutions (nn.Conv2d with groups == "
-                        "in_channels == out_channels > 1): an impulse/box filter init has nothing to initialise")
-    meta = [layer.name for layer in layers if layer.module.weight.is_meta]
-    if meta:
-        raise InitError(f"depthwise convs {', '.join(meta)} are on the meta device; materialise the model first")
-    return layers
 
 
 def tap_filters(channels: int, taps_total: int, taps_set: int, value: float, *, assign: str = "random",
@@ -121,7 +110,7 @@ def tap_covariance(taps_total: int, taps_set: int, value: float) -> torch.Tensor
 
 def _apply(model: nn.Module, taps: int | None, norm: float | None, assign: str,
            generator: torch.Generator | None) -> list[dict]:
-    layers = _layers_or_raise(model)
+    layers = depthwise_layers_or_raise(model, "an impulse/box filter init")
     plans = []
     for layer in layers:  # every norm read (and checked) before anything is written
         kh, kw = layer.kernel

@@ -11,10 +11,15 @@ copy, so the model is untouched):
   zero token, is row ``j`` of ``B = W_v^T W_o^T``.
 
 A layout mistake anywhere (a transposed factor, swapped q/k rows) therefore shows up here.
+
+Depthwise convolutions are measured too: the empirical covariance of each layer's filters (channels as
+the samples) against the covariance the init drew them from (:func:`depthwise_diagnostics`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +28,17 @@ from torch import nn
 
 from mimetic.init.attention import PAPER_COEFFICIENTS, attention_layers_or_raise
 from mimetic.init.base import InitError
-from mimetic.init.depthwise import depthwise_diagnostics
-from mimetic.init.dispatch import init_options
-from mimetic.init.layers import AttentionAdapter, scan_attention, token_logits
+from mimetic.init.covariance import empirical_covariance, neighbour_correlation, relative_error
+from mimetic.init.depthwise import find_depthwise_convs
+from mimetic.init.dispatch import init_options, run_init
+from mimetic.init.layers import (
+    AttentionAdapter,
+    TimmFusedAttention,
+    find_attention_layers,
+    scan_attention,
+    token_logits,
+)
+from mimetic.registry import Option
 
 
 def product_stats(product: torch.Tensor, target_beta: float | None = None) -> dict[str, float]:
@@ -104,15 +117,18 @@ def attention_products(
     *,
     target_beta_qk: float | None = PAPER_COEFFICIENTS.beta_qk,
     target_beta_vo: float | None = PAPER_COEFFICIENTS.beta_vo,
+    layers: Sequence[AttentionAdapter] | None = None,
 ) -> list[LayerProducts]:
     """Per attention layer: the per-head QK products, the VO product and their statistics.
 
     ``target_beta_*`` only feed the ``target_rel_err`` statistic (VO's target is
-    ``-target_beta_vo * I``); pass None to leave it out. Raises :class:`InitError` where
-    the model's attention cannot be measured (see ``attention_layers_or_raise``).
+    ``-target_beta_vo * I``); pass None to leave it out. ``layers``: the model's attention layers
+    when already scanned (e.g. what :func:`~mimetic.init.mimetic_attention_` returned); otherwise the
+    model is scanned, and :class:`InitError` raised where its attention cannot be measured (see
+    ``attention_layers_or_raise``).
     """
     results = []
-    for layer in attention_layers_or_raise(model):
+    for layer in attention_layers_or_raise(model) if layers is None else layers:
         qk = _qk_products(layer)
         vo = _vo_product(layer)
         results.append(
@@ -155,8 +171,6 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     Runs the model's real forward (in eval mode, without autograd) with the non-fused
     attention path switched on for the call, so the maps can be read off ``attn_drop``.
     """
-    from mimetic.init.layers import TimmFusedAttention, find_attention_layers
-
     layers = [layer for layer in find_attention_layers(model) if isinstance(layer, TimmFusedAttention)]
     if not layers:
         raise InitError(f"{type(model).__name__} has no timm attention layers to read maps from")
@@ -202,11 +216,61 @@ def _changed(model: nn.Module, before: dict[str, torch.Tensor]) -> tuple[list[st
     return changed, unchanged
 
 
-def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor] | None = None) -> dict:
+def depthwise_diagnostics(model: nn.Module, options: Option, before: dict[str, torch.Tensor] | None = None) -> dict:
+    """Per depthwise layer at step 0: the empirical covariance of its filters against the init's target.
+
+    Target: the init's own (``s^2 Sigma_l`` or the transferred covariance) for a depthwise init,
+    else i.i.d. taps at the layer's per-tap variance (what PyTorch's/timm's default init draws).
+    ``target_rel_err`` = ``||C_hat - target||_F / ||target||_F``; ``expected_rel_err`` is its
+    typical value from sampling alone, ``sqrt((||target||_F^2 + tr(target)^2) / C) / ||target||_F``.
+    """
+    layers = find_depthwise_convs(model)
+    if not layers:
+        return {}
+    scales = []
+    for layer in layers:
+        w = before.get(layer.weight_name) if before is not None else None
+        f = w.reshape(layer.channels, -1) if w is not None else layer.filters()
+        scales.append(f.to(torch.float64).pow(2).mean().sqrt().item())
+    if getattr(type(options), "touches_depthwise", False):
+        targets = options.depthwise_targets(layers, scales)
+        kind = options.name
+    else:
+        targets = [s**2 * torch.eye(layer.kernel[0] * layer.kernel[1], dtype=torch.float64)
+                   for layer, s in zip(layers, scales)]
+        kind = "iid"
+    out = []
+    for layer, target in zip(layers, targets):
+        cov = empirical_covariance(layer.filters())
+        norm = torch.linalg.norm(target).item()
+        expected = math.sqrt((norm**2 + torch.trace(target).item() ** 2) / layer.channels) / norm if norm else None
+        out.append({
+            "name": layer.name, "kernel": list(layer.kernel), "channels": layer.channels,
+            "per_tap_std": torch.diagonal(cov).mean().sqrt().item(),
+            "target_per_tap_std": torch.diagonal(target).mean().sqrt().item(),
+            "neighbour_corr": neighbour_correlation(cov, layer.kernel),
+            "target_neighbour_corr": neighbour_correlation(target, layer.kernel),
+            "target_rel_err": relative_error(cov, target) if norm else None,
+            "expected_rel_err": expected,
+        })
+    return {"target": kind, "layers": out,
+            "mean_target_rel_err": _mean([d["target_rel_err"] for d in out]),
+            "mean_neighbour_corr": _mean([d["neighbour_corr"] for d in out])}
+
+
+def _mean(xs: list) -> float:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor] | None = None, *,
+                  layers: Sequence[AttentionAdapter] | None = None) -> dict:
     """What an init did to ``model``, JSON-ready (what train.py logs at step 0).
 
     ``options`` is whatever :func:`apply_init` took (an init name, its options, a config
-    node). ``before`` is a :func:`state_snapshot` taken before the init.
+    node). ``before`` is a :func:`state_snapshot` taken before the init. ``layers``: the attention
+    layers the init wrote, when known (what :func:`~mimetic.init.mimetic_attention_` returns; see
+    :func:`apply_and_diagnose`): they are measured without scanning the model again.
 
     * ``init``: the name; ``changed_tensors`` (state-dict keys that differ from ``before``)
       and ``unchanged_count``: both None without ``before``.
@@ -216,9 +280,10 @@ def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor
       model has measurable attention. A model without attention has no such section; one
       whose attention cannot be measured gets ``attention_unsupported`` (the scan) instead.
     * ``depthwise`` (models with depthwise convs): per layer, the filters' empirical covariance
-      against the init's target (:func:`mimetic.init.depthwise.depthwise_diagnostics`).
-    * whatever the init's options add through a ``diagnostics(model) -> dict`` method (``init=impulse``:
-      ``impulse``, each head's step-0 offset and attention mass on it, see :mod:`mimetic.init.impulse`).
+      against the init's target (:func:`depthwise_diagnostics`).
+    * whatever the init's options add through a ``diagnostics(model, layers) -> dict`` method (``layers``: the
+      attention layers, or None; ``init=impulse``: ``impulse``, each head's step-0 offset and attention mass on
+      it, see :mod:`mimetic.init.impulse`).
     """
     opts = init_options(options)
     report: dict[str, Any] = {"init": opts.name, "changed_tensors": None, "unchanged_count": None}
@@ -227,20 +292,34 @@ def diagnose_init(model: nn.Module, options: Any, before: dict[str, torch.Tensor
     depthwise = depthwise_diagnostics(model, opts, before)  # {} for a model without depthwise convs
     if depthwise:
         report["depthwise"] = depthwise
+    touches_attention = getattr(type(opts), "touches_attention", True)
     own = getattr(opts, "diagnostics", None)  # an init's own step-0 measurements (init=impulse: its offsets)
     if callable(own):
-        report.update(own(model))
+        if touches_attention and layers is None:
+            layers = attention_layers_or_raise(model)
+        report.update(own(model, layers))
     betas = {
         "target_beta_qk": getattr(opts, "sign_qk", 1) * getattr(opts, "beta_qk", PAPER_COEFFICIENTS.beta_qk),
         "target_beta_vo": -getattr(opts, "sign_vo", -1) * getattr(opts, "beta_vo", PAPER_COEFFICIENTS.beta_vo),
     }
-    if getattr(type(opts), "touches_attention", True):
-        report["attention"] = summarize_products(attention_products(model, **betas))
+    if touches_attention:
+        report["attention"] = summarize_products(attention_products(model, layers=layers, **betas))
         return report
-    scan = scan_attention(model)
-    if not scan.ok:
-        report["attention_unsupported"] = scan.summary()
-    elif scan.layers:
-        report["attention"] = summarize_products(attention_products(model, **betas))
+    if layers is None:
+        scan = scan_attention(model)
+        if not scan.ok:
+            report["attention_unsupported"] = scan.summary()
+            return report
+        layers = scan.layers
+    if layers:
+        report["attention"] = summarize_products(attention_products(model, layers=layers, **betas))
     return report
 
+
+def apply_and_diagnose(model: nn.Module, init_cfg: Any, generator: torch.Generator | None = None) -> dict:
+    """Apply the init ``init_cfg`` names and measure what it did: ``{**diagnose_init(...), "init": report}``, what a
+    run records at step 0, with the model's attention scanned once (the layers the init wrote are measured)."""
+    options = init_options(init_cfg)
+    before = state_snapshot(model)
+    report, layers = run_init(model, options, generator)
+    return {**diagnose_init(model, options, before, layers=layers), "init": report}

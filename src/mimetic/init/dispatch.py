@@ -13,10 +13,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-import mimetic.init.attention  # noqa: F401  (registers mimetic, mimetic_qk, mimetic_vo)
-import mimetic.init.pretrained  # noqa: F401  (registers pretrained_attention)
 from mimetic.errors import ConfigError
-from mimetic.init.base import INITS, InitError
+from mimetic.init.base import INITS, SCANNED, InitError
 from mimetic.registry import Option
 
 
@@ -76,9 +74,12 @@ def apply_init(model: nn.Module, init_cfg: Any, generator: torch.Generator | Non
     "alpha_qk": 0.5}``. Returns the init function's JSON-ready report (``{"init": name,
     "layers": n, ...}``). ``default`` leaves the model's own (timm) init untouched.
     """
-    options = init_options(init_cfg)
-    return INITS.get(options.name).fn(model, options, generator)
+    report, _ = run_init(model, init_options(init_cfg), generator)
+    return report
 
 
-# For code that imported the old hand-kept tuple; the registry is the source.
-INIT_NAMES = tuple(INITS.names())
+def run_init(model: nn.Module, options: Option, generator: torch.Generator | None = None) -> tuple[dict, list | None]:
+    """The registered init of validated ``options``: its JSON-ready report, and the attention layers it wrote
+    (None when it handed back none; see :data:`mimetic.init.base.SCANNED`)."""
+    report = INITS.get(options.name).fn(model, options, generator)
+    return report, report.pop(SCANNED, None)

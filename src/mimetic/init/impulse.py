@@ -89,10 +89,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimetic.init import factor_jobs, factorize
-from mimetic.init.attention import PAPER_COEFFICIENTS, _vo_job, attention_layers_or_raise
-from mimetic.init.base import INITS, InitError
+from mimetic.init.attention import (
+    PAPER_COEFFICIENTS,
+    attention_layers_or_raise,
+    mimetic_vo_job,
+    reference_vo_,
+    vo_solver,
+    write_layers_,
+)
+from mimetic.init.base import INITS, SCANNED, InitError
+from mimetic.init.factorize import balanced_factors
 from mimetic.init.layers import AttentionAdapter
+from mimetic.init.solvers import solver_problem
 from mimetic.registry import Option
 
 ASSIGNS = ("layer", "network", "random")
@@ -234,7 +242,7 @@ def solve_head(basis: TableBasis, grid: tuple[int, int], offset: tuple[int, int]
     ss = s[:, None] * s[None, :]
     lam = (ridge * s[0].item() ** 2) ** 2
     n = c * ss / (ss**2 + lam)  # the ridge solution in V coordinates: M = V n V^T
-    left, right = factorize.balanced_factors(n, head_dim, generator=generator)  # (rho, hd), (hd, rho)
+    left, right = balanced_factors(n, head_dim, generator=generator)  # (rho, hd), (hd, rho)
     left, right, rank = _revive(left, right, generator)
     logits = (u * s) @ left @ right @ (u * s).T  # X M X^T on the patch tokens
     target_logit = logits[rows, targets[rows]]
@@ -329,16 +337,27 @@ def impulse_attention_(
     generator: torch.Generator | None = None,
     pos_embed: torch.Tensor | None = None,
     grid: int | tuple[int, int] | None = None,
+    solver: str = "auto",
 ) -> dict:
     """Impulse-initialise, in place, every self-attention layer of ``model`` (see the module docstring).
 
     The table is the model's fixed ``pos_embed`` (a timm-style ViT), or ``pos_embed`` (the patch tokens' rows,
     row-major, (N, d) or (1, N, d)) with its ``grid`` for any other model the adapters recognise, e.g. an
-    ``nn.TransformerEncoder`` fed ``x + P``. Returns a JSON-ready report: per layer and head the offset, the
+    ``nn.TransformerEncoder`` fed ``x + P``. ``solver`` factorises mimetic's VO (with ``vo``), as in
+    :func:`mimetic.init.mimetic_attention_`. Returns a JSON-ready report: per layer and head the offset, the
     rank of its QK product and the step-0 attention measured through the module (:func:`position_attention`).
     Raises :class:`InitError` before writing anything when a precondition fails.
     """
+    return _impulse_attention(model, kernel_size, scale, assign, ridge, vo, pos_scale, generator, pos_embed, grid,
+                              solver)[0]
+
+
+def _impulse_attention(model: nn.Module, kernel_size: int, scale: float, assign: str, ridge: float, vo: bool,
+                       pos_scale: float, generator: torch.Generator | None, pos_embed: torch.Tensor | None,
+                       grid: int | tuple[int, int] | None, solver: str) -> tuple[dict, list[AttentionAdapter]]:
+    """:func:`impulse_attention_`, also returning the attention layers it wrote."""
     problems = _check_options(kernel_size, scale, assign, ridge, pos_scale)
+    problems += [p for p in [solver_problem(solver)] if p]
     if problems:
         raise InitError("; ".join(problems))
     if pos_embed is not None:
@@ -386,10 +405,10 @@ def impulse_attention_(
             for h, sol in enumerate(heads):
                 q[h * hd:(h + 1) * hd].copy_(sol.q.to(q.device, q.dtype))
                 k[h * hd:(h + 1) * hd].copy_(sol.k.to(k.device, k.dtype))
-        if vo:
-            solver = factorize.current_solver()
-            factor_jobs.run_jobs(_vo_job(layer, PAPER_COEFFICIENTS.alpha_vo, -PAPER_COEFFICIENTS.beta_vo, generator,
-                                         solver) for layer in layers)
+        if vo:  # mimetic's VO, 0.4 Z - 0.4 I, as their NeurIPS code
+            alpha, beta = PAPER_COEFFICIENTS.alpha_vo, -PAPER_COEFFICIENTS.beta_vo
+            write_layers_(layers, solver, lambda layer: reference_vo_(layer, alpha, beta, generator),
+                          lambda layer: [mimetic_vo_job(layer, alpha, beta, generator, vo_solver(layer, solver))])
         if pos_scale != 1 and table.owner is not None:
             table.owner.pos_embed.mul_(float(pos_scale))
 
@@ -403,19 +422,21 @@ def impulse_attention_(
                        "measured_offset": m["offset"]} for sol, m in zip(heads, measured)],
         })
     masses = [hd["target_mass"] for lay in report_layers for hd in lay["heads"]]
-    return {"table": table.source, "grid": list(table.grid), "table_rank": int(basis.s.numel()),
-            "layers": report_layers, "mean_target_mass": sum(masses) / len(masses)}
+    return ({"table": table.source, "grid": list(table.grid), "table_rank": int(basis.s.numel()),
+             "layers": report_layers, "mean_target_mass": sum(masses) / len(masses)}, layers)
 
 
 def impulse_diagnostics(model: nn.Module, pos_embed: torch.Tensor | None = None,
-                        grid: int | tuple[int, int] | None = None) -> dict:
+                        grid: int | tuple[int, int] | None = None, *,
+                        layers: list[AttentionAdapter] | None = None) -> dict:
     """Step 0, measured through every layer's forward over ``LN(P)``: each head's impulse (offset, mass on it).
 
     JSON-ready; works after any init (the heads of a default or mimetic init come out as weak impulses).
+    ``layers``: the model's attention layers when already scanned (e.g. what the init wrote).
     """
     table = _table_from_arguments(pos_embed, grid) if pos_embed is not None else find_position_table(model)
     basis = TableBasis.of(table.patches)
-    layers = attention_layers_or_raise(model)
+    layers = attention_layers_or_raise(model) if layers is None else layers
     per_layer = [{"name": layer.name, "heads": position_attention(layer, basis, table.grid)} for layer in layers]
     masses = [h["target_mass"] for lay in per_layer for h in lay["heads"]]
     rates = [h["argmax_rate"] for lay in per_layer for h in lay["heads"]]
@@ -447,18 +468,20 @@ class ImpulseOptions(Option):
             out.append(f"{group}.vo must be true or false, got {self.vo!r}")
         return out
 
-    def diagnostics(self, model: nn.Module) -> dict:
-        """Extra step-0 diagnostics for :func:`mimetic.init.diagnose_init`: the impulses, measured."""
-        return {"impulse": impulse_diagnostics(model)}
+    def diagnostics(self, model: nn.Module, layers: list[AttentionAdapter] | None = None) -> dict:
+        """Extra step-0 diagnostics for :func:`mimetic.init.diagnose_init`: the impulses, measured (``layers``:
+        the attention layers, when already scanned)."""
+        return {"impulse": impulse_diagnostics(model, layers=layers)}
 
 
 @INITS.register("impulse", ImpulseOptions,
                 help="structured/impulse init: each head attends to one offset of a k x k window at step 0")
 def _impulse(model: nn.Module, options: ImpulseOptions, generator: torch.Generator | None) -> dict:
-    report = impulse_attention_(model, kernel_size=int(options.kernel_size), scale=float(options.scale),
-                                assign=options.assign, ridge=float(options.ridge), vo=bool(options.vo),
-                                pos_scale=float(options.pos_scale), generator=generator)
+    report, layers = _impulse_attention(model, int(options.kernel_size), float(options.scale), options.assign,
+                                        float(options.ridge), bool(options.vo), float(options.pos_scale), generator,
+                                        None, None, "auto")
     per_layer = report.pop("layers")
     return {"init": options.name, "layers": len(per_layer), "kernel_size": int(options.kernel_size),
             "scale": float(options.scale), "assign": options.assign, "ridge": float(options.ridge),
-            "vo": bool(options.vo), "pos_scale": float(options.pos_scale), **report, "per_layer": per_layer}
+            "vo": bool(options.vo), "pos_scale": float(options.pos_scale), **report, "per_layer": per_layer,
+            SCANNED: layers}

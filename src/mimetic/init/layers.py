@@ -77,6 +77,10 @@ class AttentionAdapter(ABC):
         self.name = name
         self.module = module
 
+    def __repr__(self) -> str:
+        heads = getattr(self, "num_heads", "?")
+        return f"{type(self).__name__}({self.name!r}, heads={heads})"
+
     @staticmethod
     @abstractmethod
     def matches(module: nn.Module) -> bool: ...

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from mimetic.init.attention import attention_layers_or_raise
-from mimetic.init.base import INITS, InitError
-from mimetic.init.layers import TimmFusedAttention, find_attention_layers
-from mimetic.init.source_run import CONFIG, run_dir_of, source_model
+from mimetic.init.base import INITS, SCANNED, InitError
+from mimetic.init.layers import AttentionAdapter, TimmFusedAttention, find_attention_layers
+from mimetic.init.sources import source_model
 from mimetic.registry import Option
 
 _ATTN_KEY = re.compile(r"(?:^|\.)blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)$")
@@ -64,7 +64,7 @@ class PretrainedAttentionOptions(Option):
         return []
 
 
-RUN_CHECKPOINT = "checkpoint.pt"  # what a run directory of this project holds (runtime/rundir.py)
+RUN_CHECKPOINT = "checkpoint.pt"  # what a run directory of this project holds (mimetic.runtime.rundir)
 
 
 def checkpoint_file(source: str | Path) -> Path:
@@ -190,13 +190,14 @@ def source_heads(source: str | Path, state: dict[str, torch.Tensor]) -> tuple[li
     """The head count of each attention block of the source, and where it is recorded; None if nowhere.
 
     A state dict cannot tell: a (3d, d) ``qkv`` weight fits any head count that divides d. What records it:
-    a run of this project (the model its ``config.yaml`` describes, rebuilt on the meta device) and a timm
-    model name (its architecture). A bare .pth/.safetensors file records nothing.
+    a file whose architecture a registered source reader knows (:mod:`mimetic.init.sources`: the harness's
+    reads a run directory's ``config.yaml``) and a timm model name (its architecture). A bare
+    .pth/.safetensors file records nothing.
     """
     path = checkpoint_file(source)
     if path.is_file():
-        model = source_model(path, state)  # None unless the file is a run's
-        where = f"model of its {run_dir_of(path) / CONFIG}" if model is not None else ""
+        known = source_model(path, state)  # None unless a reader knows the file
+        model, where = (known.model, known.where) if known is not None else (None, "")
     else:
         import timm
 
@@ -221,7 +222,10 @@ def pretrained_attention_(model: nn.Module, source: str | Path) -> int:
     the number of blocks copied. Raises :class:`InitError` for a missing or unreadable
     file, weights that cannot be fetched, or a checkpoint that does not fit the model.
     """
-    layers = attention_layers_or_raise(model)
+    return _copy_attention(attention_layers_or_raise(model), source)
+
+
+def _copy_attention(layers: list[AttentionAdapter], source: str | Path) -> int:
     others = [layer for layer in layers if not isinstance(layer, TimmFusedAttention)]
     if others:
         raise InitError(
@@ -280,5 +284,6 @@ def pretrained_attention_(model: nn.Module, source: str | Path) -> int:
 @INITS.register("pretrained_attention", PretrainedAttentionOptions,
                 help="qkv and proj of every block copied from a trained timm ViT")
 def _pretrained_attention(model: nn.Module, options: PretrainedAttentionOptions, generator: object = None) -> dict:
-    return {"init": options.name, "layers": pretrained_attention_(model, str(options.checkpoint)),
-            "checkpoint": str(options.checkpoint)}
+    layers = attention_layers_or_raise(model)
+    return {"init": options.name, "layers": _copy_attention(layers, str(options.checkpoint)),
+            "checkpoint": str(options.checkpoint), SCANNED: layers}

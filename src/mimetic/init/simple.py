@@ -43,7 +43,7 @@ speedrun's plain non-zero V/O init). Per layer, from the same draw as mimetic's 
   Frobenius norm (its spectrum is Marchenko-Pastur-like, with small singular values ``M`` does not have).
 
 ``B`` is split into ``W_v^T = U S^1/2``, ``W_o^T = S^1/2 V^T`` by the same balanced factorisation mimetic
-uses (:mod:`mimetic.init.factorize`, :mod:`mimetic.init.factor_jobs`). Queries and keys keep the model's
+uses (:mod:`mimetic.init.factorize`, or a faster :mod:`mimetic.init.solvers` one). Queries and keys keep the model's
 init. ``Q`` comes from a private generator seeded from the caller's generator *state* (SHA-256 of it, read
 once at the start), so it is reproducible but does not shift the caller's stream.
 """
@@ -52,23 +52,25 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from mimetic.init import factor_jobs, factorize
 from mimetic.init.attention import (
     PAPER_COEFFICIENTS,
     _CoefficientOptions,
-    _layer_solver,
     attention_layers_or_raise,
     coefficient_problems,
+    vo_job,
+    vo_solver,
+    write_layers_,
 )
-from mimetic.init.base import INITS, InitError
+from mimetic.init.base import INITS, SCANNED, InitError
+from mimetic.init.factorize import balanced_factors, identity_plus_noise
 from mimetic.init.layers import AttentionAdapter
+from mimetic.init.solvers import draw_targets, solver_problem
 from mimetic.registry import Option
 
 VO_FORMS = ("rotated", "gaussian")
@@ -114,7 +116,10 @@ def mimetic_simple_(model: nn.Module, *, c: float | None = None, balanced: bool 
     problems = _c_problems(c)
     if problems:
         raise InitError("; ".join(problems))
-    layers = attention_layers_or_raise(model)
+    return _mimetic_simple(attention_layers_or_raise(model), c, balanced)
+
+
+def _mimetic_simple(layers: list[AttentionAdapter], c: float | None, balanced: bool) -> list[dict]:
     refused = [(layer.name, why) for layer in layers if (why := _simple_layer_problem(layer)) is not None]
     if refused:
         lines = "\n".join(f"  - {name}: {why}" for name, why in refused)
@@ -168,10 +173,11 @@ class MimeticSimpleOptions(Option):
 
 @INITS.register("mimetic_simple", MimeticSimpleOptions,
                 help="the author's simplest version: W_k = W_q, W_v = -c W_o^T after the random init")
-def _mimetic_simple(model: nn.Module, options: MimeticSimpleOptions, generator: torch.Generator | None) -> dict:
-    layers = mimetic_simple_(model, c=options.c, balanced=options.balanced, generator=generator)
-    return {"init": options.name, "layers": len(layers), "c": options.c, "balanced": options.balanced,
-            "per_layer": layers}
+def _mimetic_simple_init(model: nn.Module, options: MimeticSimpleOptions, generator: torch.Generator | None) -> dict:
+    layers = attention_layers_or_raise(model)
+    per_layer = _mimetic_simple(layers, options.c, options.balanced)
+    return {"init": options.name, "layers": len(per_layer), "c": options.c, "balanced": options.balanced,
+            "per_layer": per_layer, SCANNED: layers}
 
 
 # ----------------------------------------------------------------------------- vo_nonzero
@@ -190,62 +196,62 @@ def haar_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
     return q * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
-def _vo_nonzero_job(layer: AttentionAdapter, alpha: float, beta: float, form: str, generator: torch.Generator | None,
-                    side: torch.Generator, solver: str, record: list) -> factor_jobs.FactorJob:
-    """Like mimetic's VO job (same draw from ``generator``), with the target made structure-free before the split."""
-    m, n, inner = layer.value_dim, layer.out_dim, layer.attn_dim
-    solver = _layer_solver(layer, solver)
-    solver = "eigh" if solver == "randomized" else solver  # full rank: nothing to truncate (as mimetic's VO)
-    device = torch.device("cpu") if solver == "svd" else layer.v_weight().device
-
-    def draw():
-        # alpha=1, beta=0: Z / sqrt(noise_dim) from exactly the numbers mimetic's VO target draws.
-        zs, spares = factorize.draw_targets(1, m, n, inner, alpha=1.0, beta=0.0, noise_dim=layer.query_dim,
-                                            generator=generator, device=device)
-        z = zs[0]
-        mimetic = alpha * z + beta * torch.eye(m, n, dtype=torch.float64, device=z.device)
-        if form == "rotated":
-            target = mimetic @ haar_orthogonal(n, side).to(z.device)
-        else:
-            target = z * (torch.linalg.norm(mimetic) / torch.linalg.norm(z))
-        record.append({"name": layer.name, "fro_norm": torch.linalg.norm(target).item(),
-                       "mimetic_fro_norm": torch.linalg.norm(mimetic).item(),
-                       "target_diag_mean": torch.diagonal(target).mean().item()})
-        return target, None if spares is None else spares[0]
-
-    def write(left: torch.Tensor, right: torch.Tensor) -> None:
-        layer.v_weight().copy_(left.T)
-        layer.o_weight().copy_(right.T)
-
-    return factor_jobs.FactorJob(m, n, inner, solver, device, draw, write)
-
-
 def vo_nonzero_(model: nn.Module, *, form: str = "rotated", alpha_vo: float = PAPER_COEFFICIENTS.alpha_vo,
-                beta_vo: float = PAPER_COEFFICIENTS.beta_vo, generator: torch.Generator | None = None) -> list[dict]:
+                beta_vo: float = PAPER_COEFFICIENTS.beta_vo, generator: torch.Generator | None = None,
+                solver: str = "auto") -> list[dict]:
     """Set every layer's VO product to a structure-free matrix of mimetic's size (see the module docstring).
 
     ``form``: ``"rotated"`` (``B = (alpha_vo Z - beta_vo I) Q``, ``Q`` Haar orthogonal) or ``"gaussian"``
     (``B = Z ||alpha_vo Z - beta_vo I||_F / ||Z||_F``). ``Z`` is drawn from ``generator`` exactly as
-    mimetic's VO target is. Queries and keys are untouched. Returns one dict per layer (name, the
-    Frobenius norms of ``B`` and of mimetic's target, ``B``'s mean diagonal). Raises :class:`InitError`
-    before writing anything for a bad coefficient or form, or attention the adapters cannot handle.
+    mimetic's VO target is, and ``B`` is factorised by ``solver`` as mimetic's would be
+    (:func:`mimetic.init.mimetic_attention_`). Queries and keys are untouched. Returns one dict per layer
+    (name, the Frobenius norms of ``B`` and of mimetic's target, ``B``'s mean diagonal). Raises
+    :class:`InitError` before writing anything for a bad coefficient, form or solver, or attention the
+    adapters cannot handle.
     """
     problems = coefficient_problems(dict(alpha_vo=alpha_vo, beta_vo=beta_vo))
     if form not in VO_FORMS:
         problems.append(f"form must be one of: {', '.join(VO_FORMS)}, got {form!r}")
+    problems += [p for p in [solver_problem(solver)] if p]
     if problems:
         raise InitError("; ".join(problems))
-    layers = attention_layers_or_raise(model)
+    return _vo_nonzero(attention_layers_or_raise(model), form, alpha_vo, -beta_vo, generator, solver)
+
+
+def _vo_nonzero(layers: list[AttentionAdapter], form: str, alpha: float, beta: float,
+                generator: torch.Generator | None, solver: str) -> list[dict]:
     side = _side_generator(generator)
-    solver = factorize.current_solver()
     record: list[dict] = []
 
-    def jobs() -> Iterator[factor_jobs.FactorJob]:
-        for layer in layers:
-            yield _vo_nonzero_job(layer, alpha_vo, -beta_vo, form, generator, side, solver, record)
+    def target(layer: AttentionAdapter, z: torch.Tensor) -> torch.Tensor:
+        """Mimetic's VO target ``alpha Z + beta I`` made structure-free (the module docstring's two forms)."""
+        mimetic = alpha * z + beta * torch.eye(*z.shape, dtype=torch.float64, device=z.device)
+        if form == "rotated":
+            b = mimetic @ haar_orthogonal(z.shape[1], side).to(z.device)
+        else:
+            b = z * (torch.linalg.norm(mimetic) / torch.linalg.norm(z))
+        record.append({"name": layer.name, "fro_norm": torch.linalg.norm(b).item(),
+                       "mimetic_fro_norm": torch.linalg.norm(mimetic).item(),
+                       "target_diag_mean": torch.diagonal(b).mean().item()})
+        return b
 
-    with torch.no_grad():
-        factor_jobs.run_jobs(jobs())
+    def reference(layer: AttentionAdapter) -> None:
+        # alpha=1, beta=0: Z / sqrt(d) from exactly the numbers mimetic's VO target draws.
+        z = identity_plus_noise(layer.value_dim, layer.out_dim, alpha=1.0, beta=0.0, noise_dim=layer.query_dim,
+                                generator=generator)
+        left, right = balanced_factors(target(layer, z), layer.attn_dim, generator=generator)
+        layer.v_weight().copy_(left.T)
+        layer.o_weight().copy_(right.T)
+
+    def jobs(layer: AttentionAdapter):
+        def draw():
+            zs, spares = draw_targets(1, layer.value_dim, layer.out_dim, layer.attn_dim, alpha=1.0, beta=0.0,
+                                      noise_dim=layer.query_dim, generator=generator, device=layer.v_weight().device)
+            return target(layer, zs[0]), None if spares is None else spares[0]
+
+        yield vo_job(layer, draw, vo_solver(layer, solver))
+
+    write_layers_(layers, solver, reference, jobs)
     return record
 
 
@@ -270,9 +276,9 @@ class VONonzeroOptions(_CoefficientOptions):
 
 @INITS.register("vo_nonzero", VONonzeroOptions,
                 help="control: a VO product of mimetic's size (same singular values) without the -I structure")
-def _vo_nonzero(model: nn.Module, options: VONonzeroOptions, generator: torch.Generator | None) -> dict:
-    with factorize.factor_solver(options.solver):
-        layers = vo_nonzero_(model, form=options.form, alpha_vo=float(options.alpha_vo),
-                             beta_vo=float(options.beta_vo), generator=generator)
-    return {"init": options.name, "layers": len(layers), "form": options.form, "alpha_vo": float(options.alpha_vo),
-            "beta_vo": float(options.beta_vo), "solver": options.solver, "per_layer": layers}
+def _vo_nonzero_init(model: nn.Module, options: VONonzeroOptions, generator: torch.Generator | None) -> dict:
+    layers = attention_layers_or_raise(model)
+    per_layer = _vo_nonzero(layers, options.form, float(options.alpha_vo), -float(options.beta_vo), generator,
+                            options.solver)
+    return {"init": options.name, "layers": len(per_layer), "form": options.form, "alpha_vo": float(options.alpha_vo),
+            "beta_vo": float(options.beta_vo), "solver": options.solver, "per_layer": per_layer, SCANNED: layers}

@@ -9,7 +9,7 @@ documented order (that is what makes a seed reproducible); the factorisations ne
   runs on one thread, so the weights are the same on a laptop and on a 64-core node. At most
   :data:`WINDOW_BYTES` of targets are held at once, so a d = 4096 model does not hold all its heads;
 * otherwise (the ``svd`` reference, or an accelerator) consecutive jobs of one shape are drawn and stacked into
-  a batch of at most :data:`mimetic.init.factorize.CHUNK_BYTES` and factorised together on the device.
+  a batch of at most :data:`CHUNK_BYTES` and factorised together on the device.
 
 Either way each target's factors depend only on that target (no solver looks at its batch-mates), so the
 weights do not depend on the number of cores, the batch size or the device layout of the work.
@@ -20,15 +20,20 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
-from mimetic.init import factorize, lapack
+from mimetic.init.factorize import spare_count
+from mimetic.init.solvers import lapack
+from mimetic.init.solvers.base import factor_batch
 
 #: Bytes of drawn targets the CPU pool may hold ahead of the workers (at least one per worker is always drawn).
 WINDOW_BYTES = 1 << 30
+#: Bytes of float64 targets factorised at once in the batched path (heads are processed in chunks that fit).
+CHUNK_BYTES = 256 * 2**20
 
 #: Solvers whose CPU factorisations run one target per core (``svd`` is the reference: kept on one thread,
 #: exactly as it always ran, so its weights stay bit-for-bit).
@@ -38,7 +43,8 @@ PARALLEL_ON_CPU = ("eigh", "mixed", "randomized")
 @dataclass(frozen=True)
 class FactorJob:
     """One target: ``draw()`` returns it (float64, rows x cols, on ``device``) and its spare rows (or None);
-    ``solver`` factorises it into ``left`` (rows x inner) and ``right`` (inner x cols); ``write`` stores them."""
+    ``solver`` (a concrete name: not ``"auto"``) factorises it into ``left`` (rows x inner) and ``right``
+    (inner x cols); ``write`` stores them."""
 
     rows: int
     cols: int
@@ -51,6 +57,52 @@ class FactorJob:
     @property
     def batch_key(self) -> tuple:
         return (self.rows, self.cols, self.inner, self.solver, self.device)
+
+
+def draw_targets(
+    count: int,
+    rows: int,
+    cols: int,
+    inner: int,
+    *,
+    alpha: float,
+    beta: float,
+    noise_dim: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``count`` targets ``alpha Z + beta I`` stacked (count x rows x cols, float64 on ``device``), and their spares.
+
+    The numbers :func:`mimetic.init.factorize.identity_plus_noise` and
+    :func:`~mimetic.init.factorize.balanced_factors` draw, in their order: per target its Z, then its spare rows
+    (``spare_count`` x cols, raw N(0, 1)) if it has any. ``device`` (CPU if None; CPU for MPS, which has no float64)
+    is where the stack lives, so the scaling runs where the factorisation will; the draws themselves happen on the
+    generator's device.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    if device.type == "mps":  # no float64 there: the factorisation runs on the CPU, the weights stay where they are
+        device = torch.device("cpu")
+    noise_dim = rows if noise_dim is None else noise_dim
+    n_spare = spare_count(rows, cols, inner)
+    source = generator.device if generator is not None else torch.device("cpu")
+    # Drawn into one preallocated block and scaled in place: the same numbers and the same rounding as
+    # ``alpha * (z / sqrt(noise_dim)) + beta * I`` on fresh tensors, at a fraction of the memory traffic.
+    z = torch.empty(count, rows, cols, dtype=torch.float64, device=source)
+    spares = torch.empty(count, n_spare, cols, dtype=torch.float64, device=source) if n_spare else None
+    for i in range(count):
+        torch.randn(rows, cols, generator=generator, dtype=torch.float64, device=source, out=z[i])
+        if n_spare:
+            torch.randn(n_spare, cols, generator=generator, dtype=torch.float64, device=source, out=spares[i])
+    targets = z.to(device).div_(math.sqrt(noise_dim)).mul_(alpha)
+    targets.diagonal(dim1=-2, dim2=-1).add_(beta)
+    return targets, (spares.to(device) if n_spare else None)
+
+
+def head_chunks(count: int, rows: int, cols: int, budget: int | None = None) -> list[range]:
+    """Split ``count`` heads into consecutive ranges whose float64 targets fit in ``budget`` bytes (at least one)."""
+    budget = CHUNK_BYTES if budget is None else budget
+    size = max(1, budget // max(rows * cols * 8, 1))
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def run_jobs(jobs: Iterable[FactorJob]) -> None:
@@ -66,19 +118,19 @@ def run_jobs(jobs: Iterable[FactorJob]) -> None:
 
 def _run_batched(jobs: list[FactorJob]) -> None:
     first = jobs[0]
-    for chunk in factorize.head_chunks(len(jobs), first.rows, first.cols):
+    for chunk in head_chunks(len(jobs), first.rows, first.cols):
         batch = jobs[chunk.start:chunk.stop]
         drawn = [job.draw() for job in batch]
         spares = None if drawn[0][1] is None else torch.stack([s for _, s in drawn])
-        left, right = factorize.factor_batch(torch.stack([t for t, _ in drawn]), first.inner, solver=first.solver,
-                                             spares=spares)
+        left, right = factor_batch(torch.stack([t for t, _ in drawn]), first.inner, solver=first.solver,
+                                   spares=spares)
         for i, job in enumerate(batch):
             job.write(left[i], right[i])
 
 
 def _factor_one(job: FactorJob, target: torch.Tensor, spares: torch.Tensor | None):
-    left, right = factorize.factor_batch(target[None], job.inner, solver=job.solver,
-                                         spares=None if spares is None else spares[None])
+    left, right = factor_batch(target[None], job.inner, solver=job.solver,
+                               spares=None if spares is None else spares[None])
     return left[0], right[0]
 
 
