@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 
 from mimetic.analysis.conv_figures import conv_figures_stamp, draw_conv_figures
-from mimetic.analysis.source_run import run_source_model
 from mimetic.errors import MimeticError
 from mimetic.init import DwCovarianceOptions, learned_covariances, save_covariances
 from mimetic.runtime.checkpoint import load
+from mimetic.train.source_run import run_source_model
 
 
 def _model_state(run_dir: Path) -> dict:

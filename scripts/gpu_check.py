@@ -408,9 +408,9 @@ def check_augmentation(args, device: torch.device) -> CheckResult:
 
 # ----------------------------------------------------------------------------- one family
 def run_family(family: Family, args, device: torch.device, work: Path, share_s: float) -> FamilyResult:
+    from mimetic.runtime.signals import StopRequested
     from mimetic.train.config import load_config
     from mimetic.train.run import run
-    from mimetic.runtime.signals import StopRequested
 
     started = time.monotonic()
     result = FamilyResult(family.name, family.paper_run, family.command, family_overrides(family, args),

@@ -61,9 +61,9 @@ def job_status(overrides: list[str], config_dir: Path = REPO / "configs") -> dic
 
     from mimetic.cli import register_resolvers
     from mimetic.errors import MimeticError
-    from mimetic.train.config import load_config, run_identity
     from mimetic.runtime.rundir import CHECKPOINT, DONE, FAILED, LOG
     from mimetic.runtime.runlock import RunLock
+    from mimetic.train.config import load_config, run_identity
 
     register_resolvers()
     record = {"overrides": overrides, "run_dir": "", "state": "invalid", "detail": ""}

@@ -25,9 +25,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from helpers import composed  # noqa: E402
 
+from mimetic.runtime.signals import StopRequested  # noqa: E402
 from mimetic.train import loop as loop_module  # noqa: E402
 from mimetic.train import run as run_module  # noqa: E402
-from mimetic.runtime.signals import StopRequested  # noqa: E402
+
+
+def _stopping_step(real_step, stop_after: int | None, rank: int):
+    """``train_step`` that sends this process SIGTERM after its ``stop_after``-th call (rank 0 only)."""
+    steps = []
+
+    def step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        steps.append(1)
+        if rank == 0 and stop_after and len(steps) == stop_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    return step
 
 
 def main(jobs_file: str) -> int:
@@ -38,16 +52,7 @@ def main(jobs_file: str) -> int:
         torch.distributed.init_process_group("gloo")
     real_step = loop_module.train_step
     for job in json.loads(Path(jobs_file).read_text()):
-        steps = []
-
-        def step(*args, _stop=job.get("stop_after"), **kwargs):
-            out = real_step(*args, **kwargs)
-            steps.append(1)
-            if rank == 0 and _stop and len(steps) == _stop:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return out
-
-        loop_module.train_step = step
+        loop_module.train_step = _stopping_step(real_step, job.get("stop_after"), rank)
         try:
             run_module.run(composed(*job["overrides"]), run_dir=job["run_dir"])
         except StopRequested:

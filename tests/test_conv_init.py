@@ -321,8 +321,8 @@ def test_a_one_channel_stem_is_not_taken_for_a_depthwise_layer(tmp_path, readers
     """The source scan took a (C, 1, k, k) stem for the first depthwise layer, shifting the layer map."""
     from timm.models.vision_transformer import VisionTransformer
 
-    from mimetic.analysis.source_run import run_source_model
     from mimetic.init.covariance_files import depthwise_weights_in_state
+    from mimetic.train.source_run import run_source_model
 
     model = _grayscale_convmixer_run(tmp_path / "run")
     assert tuple(model.state_dict()["stem.0.weight"].shape) == (64, 1, 4, 4)

@@ -14,9 +14,9 @@ from helpers import REPO, TINY, cli, composed, read_metrics, signal_after_steps,
 
 from mimetic.analysis.run_models import model_at_step0
 from mimetic.models import DataSpec, build_model
+from mimetic.runtime.signals import StopRequested
 from mimetic.train.config import load_config
 from mimetic.train.run import run
-from mimetic.runtime.signals import StopRequested
 
 DW = [f"blocks.{i}.0.fn.0.weight" for i in range(2)]
 

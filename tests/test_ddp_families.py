@@ -36,7 +36,8 @@ FAMILIES = {
     # Odd global batch (5 windows: shards of 3 and 2), word- and token-level perplexities on uneven shards.
     "gpt": ["model=gpt_micro", "model.dim=32", "model.heads=2", "model.block_size=16", "dataset=wikitext103",
             "dataset.seq_len=16", "dataset.vocab_size=300", "aug=none", "trainer.batch_size=5",
-            "trainer.eval_batch_size=7", *LOOP, "trainer.label_smoothing=0", "sched.warmup_epochs=0", "trainer.max_steps=40", "trainer.eval_every=10",
+            "trainer.eval_batch_size=7", *LOOP, "trainer.label_smoothing=0", "sched.warmup_epochs=0",
+            "trainer.max_steps=40", "trainer.eval_every=10",
             "init=mimetic"],
 }
 STOP_AFTER = {"vit": 11, "convmixer": 11, "convnext": 11, "gpt": 15}  # mid epoch 2 / between two evaluations
@@ -89,7 +90,8 @@ def test_two_processes_train_what_one_does_and_resume_exactly(family_runs, famil
     one, two, resumed = (base / family / n for n in ("one", "two", "two_resumed"))
     for run_dir in (one, two, resumed):
         assert (run_dir / "DONE").exists(), run_dir
-    assert f"[rank0] resume at epoch {STOP_EPOCH[family]} step {STOP_AFTER[family]} of" in log  # stopped mid-epoch, resumed there
+    # Stopped mid-epoch (between evaluations), and resumed there.
+    assert f"[rank0] resume at epoch {STOP_EPOCH[family]} step {STOP_AFTER[family]} of" in log
     assert "x 2 processes" in log and "Traceback" not in log
 
     # Each rank draws its own dropout / drop-path stream, and the checkpoint keeps each one.

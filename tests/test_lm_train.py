@@ -8,8 +8,8 @@ import torch
 from fake_wikitext import write_wikitext
 from helpers import composed, read_metrics, signal_after_steps, without_timing
 
-from mimetic.train.run import run
 from mimetic.runtime.signals import StopRequested
+from mimetic.train.run import run
 
 LM = ["model=gpt_micro", "model.dim=32", "model.heads=2", "model.block_size=16", "dataset=wikitext103",
       "dataset.seq_len=16", "dataset.vocab_size=300", "aug=none", "trainer.batch_size=8", "trainer.eval_batch_size=16",

@@ -123,8 +123,8 @@ def _vit_run(run_dir, heads: int):
 @pytest.fixture
 def run_reader(monkeypatch):
     """The harness's reader of run directories, registered with the init (as the harness does) for the test."""
-    from mimetic.analysis.source_run import run_source_model
     from mimetic.init import sources
+    from mimetic.train.source_run import run_source_model
 
     monkeypatch.setattr(sources, "_READERS", [])
     sources.register_source_reader(run_source_model)

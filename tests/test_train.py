@@ -9,8 +9,8 @@ import torch
 from helpers import TINY, composed, read_metrics, signal_after_steps, without_timing
 
 from mimetic.errors import CheckpointError, ConfigError, DatasetError, TrainingError
-from mimetic.train.run import run
 from mimetic.runtime.signals import StopRequested
+from mimetic.train.run import run
 
 EPOCH_KEYS = {"epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
               "images_per_s"}

@@ -145,8 +145,8 @@ def _quiet_non_main_ranks() -> None:
 
 def main(cfg: DictConfig) -> dict | JobFailed | None:
     """Run one training job. A user error prints one message: exit 2 (or, in a sweep, a failed job)."""
-    from mimetic.train.run import run
     from mimetic.runtime.signals import StopRequested
+    from mimetic.train.run import run
 
     multirun, output_dir, overrides = _hydra_state()
     _quiet_non_main_ranks()

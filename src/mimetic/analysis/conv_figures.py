@@ -28,7 +28,7 @@ def _bare(ax) -> None:
 
 def sampled_model(model: nn.Module, sigma_first: float, sigma_last: float, seed: int = 0) -> nn.Module:
     """``model`` with its depthwise filters drawn by ``init=dw_covariance`` (in place; returned for chaining)."""
-    from mimetic.init.depthwise import depthwise_covariance_
+    from mimetic.init import depthwise_covariance_
 
     depthwise_covariance_(model, sigma_first=sigma_first, sigma_last=sigma_last,
                           generator=torch.Generator().manual_seed(seed))
@@ -38,13 +38,9 @@ def sampled_model(model: nn.Module, sigma_first: float, sigma_last: float, seed:
 def plot_covariances(sampled: nn.Module, trained_state: dict[str, torch.Tensor], path: Path, stamp: str,
                      sigma_first: float, sigma_last: float, source: str = "") -> None:
     """Rows: depthwise layers in depth order; columns: target, sampled (``sampled``'s filters), learned."""
-    from mimetic.init.depthwise import (
-        covariances_from_state,
-        depth_sigmas,
-        empirical_covariance,
-        find_depthwise_convs,
-        gaussian_covariance,
-    )
+    from mimetic.init.covariance import depth_sigmas, empirical_covariance, gaussian_covariance
+    from mimetic.init.covariance_files import covariances_from_state
+    from mimetic.init.depthwise import find_depthwise_convs
 
     plt = pyplot()
     layers = find_depthwise_convs(sampled)
@@ -71,7 +67,8 @@ def plot_covariances(sampled: nn.Module, trained_state: dict[str, torch.Tensor],
 def plot_filters(sampled: nn.Module, trained_state: dict[str, torch.Tensor], path: Path, stamp: str,
                  sigma_first: float, sigma_last: float, n: int = 8) -> None:
     """Per depth, two rows: ``n`` filters sampled by ``init=dw_covariance`` and the trained run's first ``n``."""
-    from mimetic.init.depthwise import depthwise_weights_in_state, find_depthwise_convs
+    from mimetic.init.covariance_files import depthwise_weights_in_state
+    from mimetic.init.depthwise import find_depthwise_convs
 
     plt = pyplot()
     layers = find_depthwise_convs(sampled)
@@ -100,7 +97,7 @@ def conv_figures_stamp(run_dir: Path, state: dict[str, torch.Tensor], sigma_firs
     import hashlib
 
     from mimetic.analysis.outputs import fingerprint
-    from mimetic.init.depthwise import depthwise_weights_in_state
+    from mimetic.init.covariance_files import depthwise_weights_in_state
     from mimetic.runtime.rundir import RunDir
 
     digest = hashlib.sha256()

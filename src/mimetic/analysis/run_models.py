@@ -41,34 +41,14 @@ def checkpoint_state(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def run_spec(run_dir: Path, state: dict[str, torch.Tensor] | None = None):
-    """The ``DataSpec`` the run's model was built for: recorded in its config.yaml (``_run.data_spec``).
+    """The ``DataSpec`` the run's model was built for (recorded in its config.yaml; read off the checkpoint's
+    shapes only for runs written before it was recorded: ``train.source_run.recorded_spec``)."""
+    from mimetic.train.source_run import recorded_spec
 
-    Runs written before the spec was recorded (code before 2026-12) only have their weights: for them
-    the spec is read off the checkpoint's shapes (:func:`legacy_spec_from_state`), and loading the
-    state strictly afterwards checks that reading.
-    """
-    from mimetic.models import DataSpec
-
-    recorded = ((RunDir(run_dir).read_config() or {}).get("_run") or {}).get("data_spec")
-    if recorded:
-        return DataSpec(**recorded)
-    return legacy_spec_from_state(checkpoint_state(run_dir) if state is None else state)
-
-
-def legacy_spec_from_state(state: dict[str, torch.Tensor]):
-    """A spec read off a checkpoint's shapes, for runs that did not record theirs.
-
-    The output layer is the last 2-D weight (a classifier's head, a language model's
-    ``lm_head``), so its rows are the number of classes or the vocabulary; the input channels
-    are those of the first 4-D (conv) weight.
-    """
-    from mimetic.models import DataSpec
-
-    matrices = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
-    outputs = matrices[-1].shape[0] if matrices else 10
-    in_chans = convs[0].shape[1] if convs else 3
-    return DataSpec("classification", num_classes=outputs, in_chans=in_chans, vocab_size=outputs)
+    config = RunDir(run_dir).read_config() or {}
+    if (config.get("_run") or {}).get("data_spec"):
+        return recorded_spec(config, {})
+    return recorded_spec(config, checkpoint_state(run_dir) if state is None else state)
 
 
 def fresh_model(run_dir: Path) -> nn.Module:
@@ -117,5 +97,3 @@ def pretrained_vit(path: Path, arch: str = "vit_tiny_patch16_224") -> nn.Module:
     pretrained_attention_(model, path)
     return model.eval()
 
-
-spec_from_state = legacy_spec_from_state  # the old name; TODO(lead): drop once analysis/source_run.py uses run_spec

@@ -41,7 +41,6 @@ from mimetic.init.base import INITS, InitError
 from mimetic.init.covariance import (
     KERNEL_MAPS,
     depth_sigmas,
-    empirical_covariance,  # noqa: F401  (analysis/conv_figures.py still imports it from here: drop when it does not)
     gaussian_covariance,
     layer_index_map,
     map_covariance,
@@ -51,7 +50,6 @@ from mimetic.init.covariance import (
 from mimetic.init.covariance_files import (
     LayerCovariance,
     covariances_from_state,
-    depthwise_weights_in_state,  # noqa: F401  (as empirical_covariance above)
     read_covariance_source,
 )
 from mimetic.init.sources import source_model

@@ -14,7 +14,7 @@ So that code registers a *source reader*:
 Inits that read a trained model (``dw_covariance_transfer``, ``pretrained_attention``) ask
 :func:`source_model`; when no reader knows the file (or none is registered: the library on its own), they
 fall back to what the file itself holds. The training harness registers the reader of its run directories
-(``mimetic.analysis.source_run.run_source_model``).
+(``mimetic.train.source_run.run_source_model``).
 """
 
 from __future__ import annotations

@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mimetic.init import apply_init, diagnose_init
+from mimetic.init import apply_and_diagnose, apply_init, register_source_reader
 from mimetic.models import DataSpec, build_model
 from mimetic.train.config import TrainConfig
 from mimetic.train.seeding import derive_seed, generator
+from mimetic.train.source_run import run_source_model
+
+# Inits that read a trained model (dw_covariance_transfer, pretrained_attention) learn a run directory's
+# architecture from its config.yaml (which convs are depthwise, how many heads), not from weight shapes.
+register_source_reader(run_source_model)
 
 
 @dataclass
@@ -47,7 +52,7 @@ def initial_model(cfg: TrainConfig, spec: DataSpec, seed: int | None = None, *,
     """
     seed = cfg.seed if seed is None else seed
     model = base_model(cfg, spec, seed)
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()} if diagnose else None
-    report = apply_init(model, cfg.init, generator(seed, "init"))
-    diagnostics = {**diagnose_init(model, cfg.init, before), "init": report} if diagnose else None
-    return InitialModel(model, report, diagnostics)
+    if not diagnose:
+        return InitialModel(model, apply_init(model, cfg.init, generator(seed, "init")))
+    diagnostics = apply_and_diagnose(model, cfg.init, generator(seed, "init"))  # scans the attention once
+    return InitialModel(model, diagnostics["init"], diagnostics)

@@ -11,6 +11,7 @@ module structure. The harness hands it to the init library once:
     register_source_reader(run_source_model)
 
 A file that is not in a run directory gives None, and the inits fall back to what the file itself holds.
+``train.step0`` registers the reader, so every run (and every analysis that rebuilds a run's model) has it.
 """
 
 from __future__ import annotations
@@ -30,16 +31,27 @@ def run_dir_of(checkpoint: str | Path) -> Path | None:
     return folder if (folder / CONFIG).is_file() else None
 
 
-def _spec(config: dict, state: dict[str, torch.Tensor]):
-    """The ``DataSpec`` the run's model was built for: recorded in its config (``_run.data_spec``), or, for runs
-    written before it was recorded, read off the shapes as ``analysis.run_models.legacy_spec_from_state`` does
-    (kept apart from run_models, which builds models through ``train``: this reader must stay importable from
-    the recipe without a circle)."""
+def recorded_spec(config: dict, state: dict[str, torch.Tensor]):
+    """The ``DataSpec`` a run's model was built for: recorded in its config (``_run.data_spec``).
+
+    Runs written before the spec was recorded (code before 2026-12) only have their weights: for them the
+    spec is read off the checkpoint's shapes (:func:`legacy_spec_from_state`), and loading the state
+    strictly afterwards checks that reading.
+    """
     from mimetic.models import DataSpec
 
     recorded = (config.get("_run") or {}).get("data_spec")
-    if recorded:
-        return DataSpec(**recorded)
+    return DataSpec(**recorded) if recorded else legacy_spec_from_state(state)
+
+
+def legacy_spec_from_state(state: dict[str, torch.Tensor]):
+    """A spec read off a checkpoint's shapes, for runs that did not record theirs.
+
+    The output layer is the last 2-D weight (a classifier's head, a language model's ``lm_head``), so its
+    rows are the number of classes or the vocabulary; the input channels are those of the first 4-D weight.
+    """
+    from mimetic.models import DataSpec
+
     matrices = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
     convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
     outputs = matrices[-1].shape[0] if matrices else 10
@@ -65,7 +77,7 @@ def run_source_model(checkpoint: str | Path, state: dict[str, torch.Tensor]) -> 
     try:
         options = MODELS.get(raw["name"]).schema(**raw)
         with torch.device("meta"):
-            model = build_model(options, _spec(config, state))
+            model = build_model(options, recorded_spec(config, state))
     except Exception as err:  # noqa: BLE001 - a builder raises many types for a config it cannot build
         raise InitError(f"{folder / CONFIG} names a model (model={raw.get('name')}) that cannot be rebuilt to read "
                         f"the checkpoint's structure ({type(err).__name__}: {err})") from None
