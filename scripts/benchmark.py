@@ -6,6 +6,10 @@
     python scripts/benchmark.py --parts aug --batch 256 --repeats 5
     python scripts/benchmark.py --parts timm --timm-train /path/to/pytorch-image-models/train.py \
         --folder data/cifar10-jpeg-6k                                     # project vs timm's train.py
+    python scripts/benchmark.py --parts models                            # vit_micro (width 64) vs width 96
+    python scripts/benchmark.py --parts models --models-batch 512 --device cuda --models vit_tiny
+    python scripts/benchmark.py --parts stream --stream-make /tmp/inet-bench --stream-images 1500  # a tree, once
+    nice -n 10 python scripts/benchmark.py --parts stream --stream-root /tmp/inet-bench --stream-seconds 30
 
 Parts:
 
@@ -43,16 +47,30 @@ Parts:
       python scripts/benchmark.py --parts throughput                      # eager
       python scripts/benchmark.py --parts throughput --throughput-overrides trainer.compile=true
 
+* ``models`` -- training images/s of model configs on this machine, as ratios measured in one run: each
+  model (``--models``: a registered model, with overrides as ``vit_micro:dim=96,heads=3``) takes
+  ``--models-warmup`` steps, then the median of ``--models-steps`` timed forward + backward + AdamW steps on
+  random data of ``--models-batch`` images is reported, with each model's speed relative to the first one.
+* ``stream`` -- images/s that one loader worker of ``dataset=imagenet`` decodes and augments (random-resized
+  crop + flip at ``--stream-size``, uint8), run in this process on one thread, so images/s here x workers is what
+  a node's loader can deliver (minus collate, small). ``--stream-root`` is an ImageNet-like tree
+  (``train/<class>/``, ``val/<class>/``); ``--stream-make DIR`` first writes one: ImageNet-like JPEGs (500x375
+  and similar sizes, smooth content, since natural images decode faster than noise, quality 90: ~ImageNet's
+  mean file size of ~110 kB).
+
 Timings on a machine shared with other jobs are noisy: the spread says how noisy. Nothing in the test
-suite depends on a time; this script is where speed targets are checked.
+suite depends on a time; this script is where speed targets are checked. Bad arguments (a missing folder, an
+unknown model) are one ``error: ...`` line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -67,6 +85,10 @@ from mimetic.train.throughput import CIFAR10_TRAIN_IMAGES, mfu, peak_tflops, tra
 
 #: head dim 64 gives ViT-Tiny/Small/Base-like head counts: d=384 -> 6, 768 -> 12, 2048 -> 32.
 HEAD_DIM = 64
+
+
+class BenchmarkError(Exception):
+    """Bad input (a missing folder, an unknown model): one message, exit status 2."""
 
 
 def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
@@ -392,16 +414,14 @@ def _rates(log: str) -> list[float]:
 def bench_timm(args, device: torch.device) -> None:
     import json
     import subprocess
-    import sys
     import tempfile
-    from pathlib import Path
 
     if not args.timm_train or not Path(args.timm_train).is_file():
-        raise SystemExit("--parts timm needs --timm-train /path/to/pytorch-image-models/train.py (timm's "
-                         "repository; the pip package does not ship it)")
+        raise BenchmarkError("--parts timm needs --timm-train /path/to/pytorch-image-models/train.py (timm's "
+                             "repository; the pip package does not ship it)")
     folder, epochs, batch = Path(args.folder).resolve(), args.timm_epochs, 128
     repo = Path(__file__).resolve().parent.parent
-    threads = {**__import__("os").environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "WANDB_MODE": "disabled"}
+    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "WANDB_MODE": "disabled"}
     print(f"\n## project train.py vs timm train.py: ViT {TIMM_VIT}, {folder.name}, batch {batch}, {epochs} epochs, "
           f"{device} (median [min, max] of {args.repeats})")
     walls: dict[str, list[float]] = {"project": [], "timm": []}
@@ -441,10 +461,132 @@ def bench_timm(args, device: torch.device) -> None:
           f"(timm with -j {args.timm_workers} loader workers)")
 
 
-def main() -> None:
+# --------------------------------------------------------------------------- models
+def model_config(spec: str):
+    """``vit_micro`` or ``vit_micro:dim=96,heads=3`` (a registered model plus overrides)."""
+    from mimetic.errors import MimeticError
+    from mimetic.models import MODELS
+
+    name, _, extra = spec.partition(":")
+    try:
+        options = MODELS.default_options(name)
+        for item in filter(None, extra.split(",")):
+            key, value = item.split("=")
+            setattr(options, key, type(getattr(options, key))(value))
+    except (MimeticError, KeyError, ValueError, AttributeError) as err:
+        raise BenchmarkError(f"--models {spec}: {err}; give a registered model (python train.py --help lists them), "
+                             "with overrides as vit_micro:dim=96,heads=3") from None
+    return options
+
+
+def model_images_per_second(cfg, batch: int, device: torch.device, steps: int, warmup: int) -> float:
+    from mimetic.models import DataSpec, build_model
+
+    model = build_model(cfg, DataSpec("classification", num_classes=10)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, cfg.img_size, cfg.img_size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    times = []
+    for step in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def bench_models(args, device: torch.device) -> list[tuple[str, float]]:
+    configs = [(spec, model_config(spec)) for spec in args.models]  # every spec checked before any is timed
+    print(f"\n## models: training images/s (forward + backward + AdamW, random data), batch {args.models_batch} on "
+          f"{device}, {torch.get_num_threads()} threads (median of {args.models_steps} steps after "
+          f"{args.models_warmup} warm-up)")
+    results = [(spec, model_images_per_second(cfg, args.models_batch, device, args.models_steps, args.models_warmup))
+               for spec, cfg in configs]
+    base = results[0][1]
+    for spec, speed in results:
+        print(f"{spec:40s} {speed:9.1f} images/s   x{speed / base:.2f} vs {results[0][0]}")
+    return results
+
+
+# --------------------------------------------------------------------------- stream
+def make_stream_tree(root: Path, images: int, classes: int = 10, seed: int = 0) -> None:
+    """An ImageNet-like tree of JPEGs (``train/<class>/``, ``val/<class>/``) that the imagenet loader reads."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    sizes = [(500, 375), (500, 333), (375, 500), (640, 480), (500, 400)]
+    for i in range(images):
+        w, h = sizes[i % len(sizes)]
+        low = rng.integers(0, 256, size=(h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        img = Image.fromarray(low).resize((w, h), Image.BICUBIC)
+        detail = rng.normal(0, 12, size=(h, w, 3))
+        img = Image.fromarray(np.clip(np.asarray(img) + detail, 0, 255).astype(np.uint8))
+        img = img.filter(ImageFilter.GaussianBlur(0.6))
+        # val/: the first image of every class, then every 11th round of classes, so that val/ has the class
+        # folders train/ has (the imagenet loader refuses splits with different classes), whatever --stream-images
+        in_val = (i // classes) % 11 == 0
+        for split in ("train", "val") if in_val else ("train",):
+            folder = root / split / f"n{i % classes:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            img.save(folder / f"img_{i}.JPEG", quality=90)
+
+
+def bench_stream(args, device: torch.device) -> float | None:
+    """Writes the tree (``--stream-make``), then measures one worker on ``--stream-root``; images/s or None."""
+    if args.stream_make is not None:
+        try:
+            make_stream_tree(args.stream_make, args.stream_images)
+        except OSError as err:
+            raise BenchmarkError(f"cannot write the tree in {args.stream_make} ({err.strerror or err}); give "
+                                 "--stream-make a writable folder") from None
+        sizes = [f.stat().st_size for f in args.stream_make.rglob("*.JPEG")]
+        print(f"\n## stream: wrote {len(sizes)} JPEGs to {args.stream_make}, "
+              f"mean {sum(sizes) / len(sizes) / 1e3:.0f} kB")
+    if args.stream_root is None:
+        return None
+    from mimetic.data import DataRequest, build_data
+    from mimetic.data.imagenet import ImageNet
+
+    workers, threads = os.environ.get("MIMETIC_DATA_WORKERS"), torch.get_num_threads()
+    os.environ["MIMETIC_DATA_WORKERS"] = "0"  # this process is the worker
+    torch.set_num_threads(1)
+    try:
+        data = build_data(ImageNet(name="imagenet", root=str(args.stream_root)), DataRequest(
+            image_size=args.stream_size, batch_size=1, eval_batch_size=1, device=torch.device("cpu")))
+        samples = data.train.dataset
+        order, seeds = data.train.plan(torch.Generator().manual_seed(0))
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < args.stream_seconds:
+            i = int(order[n % len(order)])
+            image, _ = samples[(i, int(seeds[i]))]
+            assert tuple(image.shape) == (3, args.stream_size, args.stream_size), image.shape
+            n += 1
+        rate = n / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+        if workers is None:
+            os.environ.pop("MIMETIC_DATA_WORKERS", None)
+        else:
+            os.environ["MIMETIC_DATA_WORKERS"] = workers
+    print(f"\n## stream: {rate:.0f} images/s per worker ({n} images in {args.stream_seconds:.0f} s, one core, "
+          f"{args.stream_size} px, random-resized crop + flip, uint8)")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["init", "aug"],
-                        choices=["init", "aug", "step", "timm", "throughput"])
+                        choices=["init", "aug", "step", "timm", "throughput", "models", "stream"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dims", nargs="*", type=int, default=[384, 768], help="init part: layer widths (none: skip)")
@@ -470,10 +612,30 @@ def main() -> None:
     parser.add_argument("--folder", default="data/cifar10-jpeg-6k", help="image folder for the timm part")
     parser.add_argument("--timm-epochs", type=int, default=2)
     parser.add_argument("--timm-workers", type=int, default=1, help="timm train.py's -j")
+    parser.add_argument("--models", nargs="+", default=["vit_micro", "vit_micro:dim=96,heads=3"],
+                        help="models part: registered models, with overrides as vit_micro:dim=96,heads=3")
+    parser.add_argument("--models-batch", type=int, default=128)
+    parser.add_argument("--models-steps", type=int, default=5)
+    parser.add_argument("--models-warmup", type=int, default=2)
+    parser.add_argument("--stream-root", type=Path, default=None,
+                        help="stream part: an ImageNet-like tree to read (train/<class>/, val/<class>/)")
+    parser.add_argument("--stream-make", type=Path, default=None, help="stream part: write such a tree here first")
+    parser.add_argument("--stream-images", type=int, default=1500, help="images --stream-make writes")
+    parser.add_argument("--stream-seconds", type=float, default=30.0)
+    parser.add_argument("--stream-size", type=int, default=224)
     parser.add_argument("--threads", default="auto",
                         help="CPU threads for torch and BLAS/LAPACK: auto (the trainer's choice: the cores no other "
                              "process keeps busy) or N (1 gives steadier figures on a shared machine)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if "stream" in args.parts and args.stream_root is None and args.stream_make is None:
+        parser.error("--parts stream: give the tree to read (--stream-root ROOT), or --stream-make DIR to write one "
+                     "first")
+    if "stream" not in args.parts and (args.stream_root is not None or args.stream_make is not None):
+        parser.error("--stream-root and --stream-make are the stream part's: add --parts stream")
+    if args.stream_images < 1 or args.stream_seconds <= 0 or args.stream_size < 1:
+        parser.error("--stream-images, --stream-seconds and --stream-size must be > 0")
+    if args.models_batch < 1 or args.models_steps < 1 or args.models_warmup < 0:
+        parser.error("--models-batch and --models-steps must be > 0, --models-warmup >= 0")
     device = torch.device(args.device)
     from mimetic.runtime.threads import choose_threads
 
@@ -487,27 +649,27 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"# benchmark {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {device} ({name}), torch {torch.__version__},"
           f" {torch.get_num_threads()} threads, load average {', '.join(f'{v:.1f}' for v in _load())}")
-    if "init" in args.parts:
-        bench_init(args, device)
-    if "aug" in args.parts:
-        bench_aug(args, device)
-    if "step" in args.parts:
-        bench_step(args, device)
-    if "timm" in args.parts:
-        bench_timm(args, device)
-    if "throughput" in args.parts:
-        bench_throughput(args, device)
+    from mimetic.errors import MimeticError
+
+    parts = {"init": bench_init, "aug": bench_aug, "step": bench_step, "timm": bench_timm,
+             "throughput": bench_throughput, "models": bench_models, "stream": bench_stream}
+    try:
+        for name, part in parts.items():
+            if name in args.parts:
+                part(args, device)
+    except (BenchmarkError, MimeticError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in _load())}")
+    return 0
 
 
 def _load() -> tuple[float, ...]:
     try:
-        import os
-
         return os.getloadavg()
     except OSError:
         return (math.nan,)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -348,7 +348,10 @@ def test_covariance_script_reads_a_runs_structure(tmp_path, capsys):
     from helpers import load_script
 
     model = _grayscale_convmixer_run(tmp_path / "run")
-    script = load_script("scripts/covariance_from_run.py")
-    assert script.main([str(tmp_path / "run"), "--allow-unfinished", "--out", str(tmp_path / "cov.pt")]) == 0
+    script = load_script("scripts/prepare_data.py")
+    command = ["covariance", str(tmp_path / "run"), "--out", str(tmp_path / "cov.pt")]
+    assert script.main(command) == 2  # no DONE: one message
+    assert "is not a finished run (no DONE); pass --allow-unfinished" in capsys.readouterr().err
+    assert script.main([*command, "--allow-unfinished"]) == 0
     expected = [layer.name for layer in find_depthwise_convs(model)]
     assert [c.name for c in learned_covariances(tmp_path / "cov.pt")] == expected

@@ -91,7 +91,7 @@ def test_a_broken_jpeg_is_one_message_naming_the_file(tmp_path, monkeypatch):
 def test_a_missing_split_is_one_message(tmp_path, monkeypatch):
     root = write_imagenet(tmp_path / "inet", train_per_class=1, val_per_class=1)
     os.rename(root / "val", root / "validation")
-    with pytest.raises(DatasetError, match=r"val does not exist.*prepare_imagenet_val.py"):
+    with pytest.raises(DatasetError, match=r"val does not exist.*prepare_data.py imagenet-val"):
         build(root, 0, monkeypatch)
 
 

@@ -1,4 +1,4 @@
-"""scripts/make_cifar_slice.py on fake official CIFAR-10 pickles (the real format, made on the fly)."""
+"""scripts/prepare_data.py cifar-slice on fake official CIFAR-10 pickles (the real format, made on the fly)."""
 
 import shutil
 from pathlib import Path
@@ -14,7 +14,7 @@ from mimetic.data.sources import load_image_folder
 
 @pytest.fixture(scope="module")
 def slicer():
-    return load_script("scripts/make_cifar_slice.py")
+    return load_script("scripts/prepare_data.py")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def built(tmp_path_factory, slicer):
     """A full-size slice (500 / 100 per class) from 5 x 1,000 training + 1,000 test fake images."""
     source = write_cifar10(tmp_path_factory.mktemp("cifar"), per_batch=1000, test=1000)
     out = tmp_path_factory.mktemp("slices") / "cifar10-jpeg-6k"
-    assert slicer.main(["--source", str(source), "--out", str(out), "--no-verify"]) == 0
+    assert slicer.main(["cifar-slice", "--source", str(source), "--out", str(out), "--no-verify"]) == 0
     return source, out
 
 
@@ -60,14 +60,14 @@ def test_numbering_follows_the_official_file_order(built, slicer):
 def test_check_compares_names_and_pixels(built, slicer, tmp_path, capsys):
     _, out = built
     copy = Path(shutil.copytree(out, tmp_path / "copy"))
-    assert slicer.main(["--out", str(out), "--check", str(copy)]) == 0
+    assert slicer.main(["cifar-slice", "--out", str(out), "--check", str(copy)]) == 0
     report = capsys.readouterr().out
     assert "6000 files in both: 6000 byte-identical" in report and "mean |pixel difference| 0.000" in report
 
     shutil.copy(out / "train" / "cat" / "0001.jpg", copy / "train" / "cat" / "0000.jpg")  # another image
     Image.open(out / "test" / "dog" / "0005.jpg").save(copy / "test" / "dog" / "0005.jpg", quality=95)  # re-encoded
     (copy / "test" / "ship" / "0099.jpg").unlink()
-    assert slicer.main(["--out", str(out), "--check", str(copy)]) == 1
+    assert slicer.main(["cifar-slice", "--out", str(out), "--check", str(copy)]) == 1
     report = capsys.readouterr().out
     assert "1 files only in" in report and "test/ship/0099.jpg" in report
     assert "differ by more than" in report and "train/cat/0000.jpg" in report
@@ -77,7 +77,8 @@ def test_check_compares_names_and_pixels(built, slicer, tmp_path, capsys):
 
 def test_refuses_to_overwrite_and_checks_md5_by_default(built, slicer, capsys):
     source, out = built
-    assert slicer.main(["--source", str(source), "--out", str(out)]) == 1
+    assert slicer.main(["cifar-slice", "--source", str(source), "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
-    assert slicer.main(["--source", str(source), "--out", str(out.parent / "other")]) == 1
-    assert "md5" in capsys.readouterr().err and not (out.parent / "other").exists()
+    assert slicer.main(["cifar-slice", "--source", str(source), "--out", str(out.parent / "other")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "md5" in err and not (out.parent / "other").exists()

@@ -1,7 +1,7 @@
 """ImageNet-1k, streamed from JPEG folders by timm's data pipeline, behind the project's Loader protocol.
 
 Layout: ``<root>/train/<wnid>/*.JPEG`` and ``<root>/val/<wnid>/*.JPEG`` (the official
-validation folder is flat: ``scripts/prepare_imagenet_val.py`` sorts it into class folders).
+validation folder is flat: ``scripts/prepare_data.py imagenet-val`` sorts it into class folders).
 
 What comes from timm (``timm.data``): the dataset and its folder reader
 (``create_dataset``), the transforms (``create_loader`` builds them with
@@ -51,7 +51,7 @@ log = logging.getLogger("mimetic")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 LAYOUT = ("<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (sort the official flat validation folder "
-          "with: python scripts/prepare_imagenet_val.py <val folder> <LOC_val_solution.csv or labels file>)")
+          "with: python scripts/prepare_data.py imagenet-val <val folder> <LOC_val_solution.csv or labels file>)")
 
 
 @dataclass
@@ -353,7 +353,7 @@ def build_imagenet(options: ImageNet, request: DataRequest) -> Data:
         odd = sorted(set(train_classes) ^ set(test.reader.class_to_idx))
         raise DatasetError(f"{options.root}: {options.train_split}/ and {options.test_split}/ have different class "
                            f"folders ({odd[:5]} appear in only one); sort the validation images into the same "
-                           "classes (scripts/prepare_imagenet_val.py)")
+                           "classes (scripts/prepare_data.py imagenet-val)")
     shard = {"rank": request.rank, "world_size": request.world_size}
     common = {"mean": options.mean, "std": options.std, "image_size": size, **shard}
     train_args = _timm_loader(train, options, size, request.batch_size, training=True)

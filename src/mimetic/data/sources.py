@@ -390,7 +390,7 @@ def _check_image_folder(root: Path) -> None:
                 f"image folder dataset not found: {root / split} does not exist. dataset.root must hold {layout} "
                 f"(e.g. python -m zipfile -e ../shared/data/cifar10-jpeg-6k.zip /tmp/data, then "
                 f"dataset.root=/tmp/data/cifar10-jpeg-6k; or build that slice from the official CIFAR-10 "
-                f"download with python scripts/make_cifar_slice.py)."
+                f"download with python scripts/prepare_data.py cifar-slice)."
             )
 
 

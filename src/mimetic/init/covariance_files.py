@@ -2,7 +2,7 @@
 
 ``dw_covariance_transfer`` samples from the empirical covariances of a trained model's depthwise filters. They come
 from a covariance file (``{"format": "mimetic-dw-covariance/1", "source": ..., "layers": [...]}``, written by
-:func:`save_covariances`, e.g. through ``scripts/covariance_from_run.py``) or straight from a state dict: a bare
+:func:`save_covariances`, e.g. through ``scripts/prepare_data.py covariance``) or straight from a state dict: a bare
 one, or the ``"model"`` entry of a checkpoint. Every file is read with ``torch.load(weights_only=True)``: opening it
 can never run code.
 
@@ -123,9 +123,9 @@ def read_covariance_source(path: str | Path) -> SourceFile:
                 break
         else:
             raise InitError(f"{path} holds neither {' nor '.join(RUN_FILES)}; run "
-                            f"scripts/covariance_from_run.py {path} or point at a finished run")
+                            f"scripts/prepare_data.py covariance {path} or point at a finished run")
     if not p.is_file():
-        raise InitError(f"{path}: no such file; write one with scripts/covariance_from_run.py <run dir> --out FILE")
+        raise InitError(f"{path}: no such file; write one with scripts/prepare_data.py covariance <run dir> --out FILE")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file

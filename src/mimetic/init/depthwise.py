@@ -12,7 +12,7 @@ channel ``c``, a filter ``w_{l,c} ~ N(0, s_l^2 Sigma_l)`` with a k^2 x k^2 covar
   are the project's reading of it (the exact formula could not be read).
 * ``dw_covariance_transfer``: Sigma_l is the empirical covariance of a trained model's
   depthwise filters (channels are the samples), from a covariance file written by
-  ``scripts/covariance_from_run.py``, a checkpoint, a run dir or a state dict
+  ``scripts/prepare_data.py covariance``, a checkpoint, a run dir or a state dict
   (:mod:`mimetic.init.covariance_files`); layers are mapped by relative depth, kernels of another
   size are resized (or cropped).
 * ``s_l`` (``scale=None``): the per-tap standard deviation of the weights the init replaces
@@ -260,7 +260,7 @@ def _transfer_problems(kernel_map: Any, rescale: Any, prefix: str = "") -> list[
 def _path_problems(path: Any, group: str) -> list[str]:
     if not str(path).strip():
         return [f"{group}=dw_covariance_transfer needs {group}.path=<covariance file from "
-                "scripts/covariance_from_run.py, or a finished run dir>"]
+                "scripts/prepare_data.py covariance, or a finished run dir>"]
     if not Path(str(path)).expanduser().exists():
         return [f"{group}.path={path}: no such file or directory"]
     return []
@@ -297,7 +297,7 @@ def depthwise_covariance_transfer_(model: nn.Module, source: CovarianceSource, *
 @dataclass
 class DwTransferOptions(Option):
     """``init=dw_covariance_transfer``: covariances learned by a trained model (``path``: a file from
-    scripts/covariance_from_run.py, a run dir or a checkpoint). ``kernel_map``: resize | crop | exact;
+    scripts/prepare_data.py covariance, a run dir or a checkpoint). ``kernel_map``: resize | crop | exact;
     ``rescale``: default (match the replaced init's per-tap variance: structure only) | learned (keep magnitude)."""
 
     touches_attention: ClassVar[bool] = False
