@@ -1,9 +1,12 @@
 """Where each job of a sweep stands: done, running, resumable, failed (with its error) or missing.
 
-Give the sweep's overrides exactly as to ``train.py -m`` (comma lists expand as Hydra's
-basic sweeper does; the launcher's overrides such as hydra/launcher=... are ignored):
+Give the sweep's overrides exactly as to ``train.py -m``: the experiment's grid (its
+``hydra.sweeper.params``) and the command line's comma lists expand as Hydra's basic sweeper
+expands them (``mimetic.cli.sweep_jobs``); the launcher's overrides such as hydra/launcher=...
+are ignored:
 
-    python scripts/sweep_status.py experiment=vit_tiny_tiny_imagenet seed=0,1,2 init=default,mimetic
+    python scripts/sweep_status.py experiment=vit_tiny_tiny_imagenet          # its whole grid
+    python scripts/sweep_status.py experiment=vit_tiny_tiny_imagenet seed=0   # the grid, seed 0 only
     python scripts/sweep_status.py --missing experiment=...      # only the overrides still to train
     python scripts/sweep_status.py --json experiment=...
 
@@ -28,7 +31,6 @@ otherwise, 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import re
 import sys
@@ -38,21 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 STATES = ("done", "running", "resumable", "failed", "started", "missing", "invalid")
 
 
-def expand(overrides: list[str]) -> list[list[str]]:
-    """The jobs of a sweep: the cartesian product of every sweep override, in Hydra's order."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def expand(overrides: list[str], config_dir: Path = REPO / "configs") -> list[list[str]]:
+    """The jobs of a sweep, in Hydra's order: the experiment's grid with the command line's overrides."""
+    from mimetic.cli import register_resolvers, sweep_jobs
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    lists = []
-    for override in parsed:
-        if override.key_or_group.startswith("hydra/") or override.key_or_group.startswith("hydra."):
-            continue  # launcher / sweeper settings do not change a job's run directory
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            lists.append([f"{key}={value}" for value in override.sweep_string_iterator()])
-        else:
-            lists.append([f"{key}={override.get_value_element_as_str()}"])
-    return [list(job) for job in itertools.product(*lists)]
+    register_resolvers()
+    return sweep_jobs(overrides, config_dir=config_dir)
 
 
 def job_status(overrides: list[str], config_dir: Path = REPO / "configs") -> dict:
@@ -146,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-dir", type=Path, default=REPO / "configs")
     args = parser.parse_args(argv)
     try:
-        jobs = expand(args.overrides)
-    except Exception as err:  # Hydra's parser errors
-        print(f"error: cannot parse the overrides: {err}", file=sys.stderr)
+        jobs = expand(args.overrides, args.config_dir)
+    except Exception as err:  # Hydra's parser and composition errors (a bad override, no such experiment)
+        print(f"error: cannot expand the sweep: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     records = [job_status(job, args.config_dir) for job in jobs]
     if args.json:

@@ -26,6 +26,17 @@ def test_a_sweep_expands_like_hydra_and_ignores_launcher_settings():
     assert sweep_status.expand(["seed=range(0,3)"]) == [["seed=0"], ["seed=1"], ["seed=2"]]
 
 
+def test_an_experiment_name_alone_gives_its_whole_grid(capsys):
+    """The experiment file's grid (hydra.sweeper.params) is the sweep; a command-line key replaces the grid's."""
+    jobs = sweep_status.expand(["experiment=proxy_digits"])
+    assert len(jobs) == 10 and jobs[0] == ["seed=0", "init=default", "experiment=proxy_digits"]
+    assert sweep_status.expand(["experiment=proxy_digits", "seed=3"]) == [
+        ["seed=3", "init=default", "experiment=proxy_digits"], ["seed=3", "init=mimetic", "experiment=proxy_digits"]]
+    assert sweep_status.main(["experiment=no_such_experiment"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot expand the sweep:") and "experiment/no_such_experiment" in err
+
+
 def test_every_state_is_told_apart(tmp_path):
     base = [*FAST, f"paths.runs_dir={tmp_path / 'runs'}"]
     jobs = {s: [*base, f"seed={i}"] for i, s in enumerate(("done", "failed", "resumable", "running", "missing"))}

@@ -5,6 +5,11 @@
   key>``, the sweep dir being ``paths.runs_dir`` unless ``hydra.sweep.dir`` moves it. A config that
   does not validate gets a throw-away placeholder directory instead (removed on exit), so an
   invalid config never leaves a run directory behind.
+* ``${experiment_run:NAME}`` names another experiment's single run directory the same way (its
+  run key, computed from its composed config under this config's paths), so an arm that starts from
+  that run (``init=pretrained_transfer_source``) needs no hand-copied path.
+* :func:`sweep_jobs` lists the jobs ``train.py -m <overrides>`` launches: the experiment's grid
+  (``hydra.sweeper.params``) combined with the command line as Hydra's basic sweeper combines them.
 * :func:`main` turns every user error (``MimeticError``) into one message, exit status 2,
   and a stop signal into one line, the signal's status. In a sweep (``-m``) a failing job
   records its error (``FAILED`` in its run dir, the message in its log) and the next job
@@ -13,11 +18,14 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,8 @@ from mimetic.errors import MimeticError
 log = logging.getLogger("mimetic")
 
 PLACEHOLDER_PREFIX = "mimetic-invalid-config-"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ (train.py's)
+CONFIG_NAME = "train"
 # A record for the run's log file only: the CLI prints its message to the terminal itself (once).
 FILE_ONLY = {"file_only": True}
 
@@ -80,8 +90,95 @@ def wandb_mode_from_env() -> str:
     return {"": "offline", "dryrun": "offline", "run": "online"}.get(mode, mode)
 
 
+def compose_config(overrides: Sequence[str] = (), *, hydra_node: bool = False,
+                   config_dir: str | Path | None = None) -> DictConfig:
+    """``configs/train.yaml`` composed with ``overrides``, as train.py composes it: inside a running Hydra
+    app (or an ``initialize_config_dir`` block) through its config loader, otherwise from ``config_dir``
+    (default: the repository's ``configs/``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if config_dir is None and GlobalHydra.instance().is_initialized():
+        return compose(config_name=CONFIG_NAME, overrides=list(overrides), return_hydra_config=hydra_node)
+    with initialize_config_dir(config_dir=str(Path(config_dir or CONFIG_DIR).absolute()), version_base="1.3"):
+        return compose(config_name=CONFIG_NAME, overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+@functools.lru_cache(maxsize=16)
+def _experiment_run_dir(name: str, runs_dir: str, data_dir: str) -> str:
+    from hydra.errors import HydraException
+
+    from mimetic.errors import ConfigError
+    from mimetic.train.config import load_config, run_identity
+
+    try:
+        cfg = load_config(compose_config([f"experiment={name}", f"paths.runs_dir={runs_dir}",
+                                          f"paths.data_dir={data_dir}"]))
+    except HydraException as err:  # no such experiment file, or one that does not compose
+        raise ConfigError(f"${{experiment_run:{name}}}: experiment={name} does not compose "
+                          f"({str(err).splitlines()[0]})") from None
+    return str(Path(runs_dir) / run_identity(cfg).run_key)
+
+
+def resolve_experiment_run(name: str, root: DictConfig) -> str:
+    """``${experiment_run:NAME}``: the run directory of experiment NAME's single run (its own defaults: seed 0,
+    its init) under this config's ``paths``: ``<paths.runs_dir>/<its run key>``, as typed (a relative
+    ``paths.runs_dir`` stays relative, so the path, which a run's identity may include, is the same on every
+    machine). The run must be finished (``DONE``): an arm that copies from it must not start from a half-trained
+    or missing run; the message names the command that trains it."""
+    from mimetic.errors import ConfigError
+    from mimetic.runtime.rundir import DONE
+
+    runs_dir = str(OmegaConf.select(root, "paths.runs_dir", default="runs"))
+    data_dir = str(OmegaConf.select(root, "paths.data_dir", default="data"))
+    run_dir = _experiment_run_dir(str(name), runs_dir, data_dir)
+    if not (Path(run_dir).expanduser() / DONE).exists():
+        same = (runs_dir, data_dir) == ("runs", "data")
+        paths = "" if same else f" paths.runs_dir={runs_dir} paths.data_dir={data_dir}"
+        raise ConfigError(f"this job starts from the run of experiment={name}, {run_dir}, which has not finished "
+                          f"(no {DONE}): train it first with python train.py experiment={name}{paths}")
+    return run_dir
+
+
+def sweep_jobs(overrides: Sequence[str], config_dir: str | Path | None = None) -> list[list[str]]:
+    """The jobs ``python train.py -m <overrides>`` launches, each as its overrides, in launch order.
+
+    Hydra's basic sweeper takes the composed config's grid (``hydra.sweeper.params``: an experiment file's
+    ``key: a,b,c`` entries) followed by the command line's overrides; a key the command line gives replaces
+    the grid's (in the grid's place), and the jobs are the cartesian product. The grid comes from the config
+    composed with the command line's single-valued overrides (a swept group, e.g. ``experiment=a,b``, is not
+    applied there: Hydra composes the sweep's config without it too; ``hydra.sweeper.params.seed=0`` changes
+    the grid itself). Launcher and other ``hydra`` settings are not a job's overrides (they never change its
+    run directory) and are left out.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    given = parser.parse_overrides(list(overrides))
+
+    def is_hydra(override) -> bool:
+        return override.key_or_group == "hydra" or override.key_or_group.startswith(("hydra/", "hydra."))
+
+    # The grid's config: the command line's single values, of Hydra's own settings only the sweeper's (a
+    # launcher's need its plugin, and never change the grid).
+    fixed = [o.input_line for o in given if not o.is_sweep_override()
+             and (not is_hydra(o) or o.key_or_group.startswith("hydra.sweeper."))]
+    grid = OmegaConf.select(compose_config(fixed, hydra_node=True, config_dir=config_dir), "hydra.sweeper.params")
+    lines = [f"{key}={value}" for key, value in (grid or {}).items()]
+    axes: dict[str, list[str]] = {}
+    for override in [*parser.parse_overrides(lines), *given]:
+        if is_hydra(override):
+            continue
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
 def register_resolvers() -> None:
-    """Resolvers used by configs/train.yaml's hydra node, and the ConfigStore schemas."""
+    """Resolvers used by configs/train.yaml's hydra node and the init option files, and the ConfigStore schemas."""
     from mimetic.train.config import register_configs
 
     register_configs()
@@ -90,6 +187,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("sweep_dir", lambda *, _root_: resolve_sweep_dir(_root_))
         OmegaConf.register_new_resolver("run_subdir", lambda *, _root_: resolve_run_subdir(_root_))
         OmegaConf.register_new_resolver("wandb_mode", wandb_mode_from_env)
+    if not OmegaConf.has_resolver("experiment_run"):
+        OmegaConf.register_new_resolver("experiment_run", lambda name, *, _root_: resolve_experiment_run(name, _root_))
 
 
 @dataclass
