@@ -1,7 +1,11 @@
-"""Every figure, regenerated from run directories (and fresh models where a figure is about step 0).
+"""Figures drawn from models: trained runs' weights and attention, and fresh models at step 0.
 
-    python scripts/make_figures.py --runs runs/ablations runs/conv runs/runs --images data/cifar10-jpeg-6k
-    python scripts/make_figures.py ... --out results/figures --overwrite     # the committed figures
+    python scripts/make_figures.py --runs runs/ablations runs/conv --images data/cifar10-jpeg-6k
+    python scripts/make_figures.py --declared --out results/figures   # those results/tables.yaml lists
+
+The committed ones (``figures:`` in results/tables.yaml, with their inputs) are also redrawn by the one
+command that regenerates every result, ``python scripts/make_tables.py --all``; the curves and bars of
+the tables are make_tables.py's.
 
 Figures (PNG and PDF, named after their inputs):
 
@@ -16,12 +20,16 @@ Figures (PNG and PDF, named after their inputs):
 - ``<experiment>_<metric>``: training curves with seed bands, one per experiment found (the same
   file and stamp as make_tables.py's curve for the same runs);
 - ``<conv-prefix>_covariance`` / ``<conv-prefix>_filters``: depthwise covariances (target, sampled,
-  learned) and filters, from one trained conv run.
+  learned) and filters, from one trained conv run;
+- ``attention_at_init``: where the centre patch attends at step 0 in the paper's ViT-Tiny, default
+  against mimetic init (the same base weights), on the first 8 test images of ``--images``
+  (normalised by their own statistics), layers ``--layers``.
 
 A figure whose inputs are missing (no such runs, no images, no --pretrained) is skipped with a
 line saying why; nothing is drawn from anything else. The default --out is outputs/figures (not
 committed). As with make_tables.py, a figure is replaced only when it was made from the same
-inputs (its stamp says so) or with --overwrite; otherwise nothing at all is written.
+inputs (its stamp says so) or with --overwrite; one drawn from fewer runs than the existing one (its
+evidence says so) is kept unless --replace-with-less; otherwise nothing at all is written.
 """
 
 from __future__ import annotations
@@ -36,12 +44,14 @@ from functools import cache
 from pathlib import Path
 
 from mimetic.analysis import AnalysisError, run_script
-from mimetic.analysis.outputs import Decision, decide_figure, fingerprint, refusal
-from mimetic.analysis.report import runs_fingerprint
+from mimetic.analysis.outputs import Decision, decide_figure, figure_evidence, fingerprint, refusal
 from mimetic.analysis.runs import Run, scan_runs
-from mimetic.analysis.tables import PREFER, Comparison, group_runs
+from mimetic.analysis.sections import runs_fingerprint
+from mimetic.analysis.specs import group_runs
+from mimetic.analysis.tables import PREFER, Comparison
 
-KINDS = ("products", "diagonal", "attention", "curves", "conv")
+KINDS = ("products", "diagonal", "attention", "curves", "conv", "attention_at_init")
+SPECS = Path(__file__).resolve().parents[1] / "results" / "tables.yaml"
 DEFAULT_OUT = Path("outputs/figures")
 ATTENTION_INITS = ("default", "mimetic", "mimetic_qk", "mimetic_vo")
 
@@ -54,6 +64,7 @@ class Job:
     stamp: str
     draw: Callable[[Path, str], None]
     decision: Decision | None = None
+    evidence: dict | None = None  # the runs and seeds it is drawn from (None: not from runs)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"figure folder (default: {DEFAULT_OUT})")
     p.add_argument("--only", nargs="+", choices=KINDS, default=list(KINDS), help="draw only these kinds")
     p.add_argument("--overwrite", action="store_true", help="replace figures made from other inputs")
+    p.add_argument("--replace-with-less", action="store_true",
+                   help="replace a figure even when the new one is drawn from fewer runs or seeds")
+    p.add_argument("--declared", action="store_true",
+                   help="draw the figures results/tables.yaml lists (figures:), with the inputs it names")
+    p.add_argument("--specs", type=Path, default=SPECS, help="the table specs (default: results/tables.yaml)")
     p.add_argument("--prefer", choices=PREFER, default=None,
                    help="when several finished runs share (experiment, init, seed), keep the newest/oldest")
     p.add_argument("--vit-experiment", default="ablation_components",
@@ -80,6 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conv-prefix", default="conv_proxy")
     p.add_argument("--sigma-first", type=float, default=None, help="dw_covariance sigmas (default: the init's)")
     p.add_argument("--sigma-last", type=float, default=None)
+    p.add_argument("--layers", type=int, nargs="+", default=[0, 5, 11], help="layers of attention_at_init")
     return p.parse_args(argv)
 
 
@@ -104,12 +121,17 @@ def _state_label(run: Run, trained: bool) -> str:
     return f"{run.init}, {'trained' if trained else 'step 0'}"
 
 
+def _evidence(states: list[tuple[Run, bool]]) -> dict:
+    runs = list({id(r): r for r, _ in states}.values())
+    return {"runs": len(runs), "seeds": len({r.seed for r in runs})}
+
+
 def _vit_comparison(runs: list[Run], args) -> tuple[Comparison | None, str]:
     """The attention experiment's runs, or None and why not."""
     if not any(run.group == args.vit_experiment for run in runs):
-        return None, f"no finished runs of {args.vit_experiment} under {' '.join(args.runs)}"
+        return None, f"no finished runs of {args.vit_experiment} under {' '.join(map(str, args.runs))}"
     cmp = group_runs(runs, [args.vit_experiment], prefer=args.prefer)[args.vit_experiment]
-    missing = [i for i in ("default", "mimetic") if args.seed not in cmp.by_init.get(i, {})]
+    missing = [i for i in ("default", "mimetic") if args.seed not in cmp.rows.get(i, {})]
     if missing:
         return None, f"{args.vit_experiment} has no finished {' or '.join(missing)} run with seed {args.seed}"
     return cmp, ""
@@ -117,7 +139,7 @@ def _vit_comparison(runs: list[Run], args) -> tuple[Comparison | None, str]:
 
 def _pair(cmp: Comparison, seed: int) -> list[tuple[Run, bool]]:
     """default and mimetic, step 0 then trained: the four states every per-run figure compares."""
-    runs = [cmp.by_init["default"][seed], cmp.by_init["mimetic"][seed]]
+    runs = [cmp.rows["default"][seed], cmp.rows["mimetic"][seed]]
     return [(run, trained) for trained in (False, True) for run in runs]
 
 
@@ -135,9 +157,9 @@ def products_jobs(cmp: Comparison | None, args, out: Path) -> list[Job]:
 
         def draw(path, stamp, states=states):
             plot_products([_products(r.path, t, _state_label(r, t)) for r, t in states], path, stamp,
-                          crop=args.crop, title=f"{cmp.experiment}, seed {args.seed}")
+                          crop=args.crop, title=f"{cmp.name}, seed {args.seed}")
 
-        jobs.append(Job(out / f"qk_vo_{cmp.experiment}_s{args.seed}.png", stamp, draw))
+        jobs.append(Job(out / f"qk_vo_{cmp.name}_s{args.seed}.png", stamp, draw, evidence=_evidence(states[:2])))
     if args.pretrained is not None:
         digest = hashlib.sha256(args.pretrained.read_bytes()).hexdigest() if args.pretrained.is_file() else None
         if digest is None:
@@ -162,8 +184,8 @@ def diagonal_jobs(cmp: Comparison | None, args, out: Path) -> list[Job]:
 
     if cmp is None:
         return []
-    inits = [i for i in ATTENTION_INITS if i in cmp.by_init]
-    runs = [run for i in inits for _, run in sorted(cmp.by_init[i].items())]
+    inits = [i for i in ATTENTION_INITS if i in cmp.rows]
+    runs = [run for i in inits for _, run in sorted(cmp.rows[i].items())]
     colours = {init: f"C{k}" for k, init in enumerate(ATTENTION_INITS)}
     # Colour = init, dashes = step 0, solid = trained: each init's before/after pair reads as one.
     styles = {f"{i}, {when}": {"color": colours[i], "ls": "--" if when == "step 0" else "-"}
@@ -173,13 +195,13 @@ def diagonal_jobs(cmp: Comparison | None, args, out: Path) -> list[Job]:
         groups = {}
         for trained in (False, True):
             for init in inits:
-                seeds = sorted(cmp.by_init[init].items())
+                seeds = sorted(cmp.rows[init].items())
                 groups[f"{init}, {'trained' if trained else 'step 0'}"] = [
                     _products(run.path, trained, _state_label(run, trained)) for _, run in seeds]
-        plot_diagonal_strength(groups, path, stamp, styles, title=cmp.experiment)
+        plot_diagonal_strength(groups, path, stamp, styles, title=cmp.name)
 
     stamp = fingerprint({"figure": "diagonal", "runs": runs_fingerprint(runs)})
-    return [Job(out / f"diagonal_{cmp.experiment}.png", stamp, draw)]
+    return [Job(out / f"diagonal_{cmp.name}.png", stamp, draw, evidence=_evidence([(r, 0) for r in runs]))]
 
 
 def attention_jobs(cmp: Comparison | None, args, out: Path) -> tuple[list[Job], str]:
@@ -200,10 +222,10 @@ def attention_jobs(cmp: Comparison | None, args, out: Path) -> tuple[list[Job], 
         models = [(_state_label(r, t), _model(r.path, t)) for r, t in states]
         layers = list(range(len(models[0][1].blocks)))
         plot_attention_maps(models, x, layers, path, stamp, dpi=80,
-                            title=f"Where the centre patch (red box) attends: {cmp.experiment}, seed {args.seed}, "
+                            title=f"Where the centre patch (red box) attends: {cmp.name}, seed {args.seed}, "
                                   f"mean over heads and the first {len(x)} test images of {args.images.name}")
 
-    return [Job(out / f"attention_{cmp.experiment}_s{args.seed}.png", stamp, draw)], ""
+    return [Job(out / f"attention_{cmp.name}_s{args.seed}.png", stamp, draw, evidence=_evidence(states[:2]))], ""
 
 
 def curve_jobs(runs: list[Run], args, out: Path) -> list[Job]:
@@ -219,7 +241,8 @@ def curve_jobs(runs: list[Run], args, out: Path) -> list[Job]:
             plot_curves(cmp, path, stamp=stamp)
 
         # make_tables.py's file name and stamp: either script may regenerate the other's curve.
-        jobs.append(Job(out / f"{name}_{cmp.metric.name}.png", runs_fingerprint(cmp.runs), draw))
+        jobs.append(Job(out / f"{name}_{cmp.metric.name}.png", runs_fingerprint(cmp.runs), draw,
+                        evidence=_evidence([(r, 0) for r in cmp.runs])))
     return jobs
 
 
@@ -249,16 +272,74 @@ def conv_jobs(runs: list[Run], args, out: Path) -> tuple[list[Job], str]:
             draw_conv_figures(run.path, state, cov, filters, stamp, *sigmas)
             drawn.append(True)
 
-    return [Job(cov, stamp, draw), Job(filters, stamp, draw)], ""
+    return [Job(cov, stamp, draw, evidence=_evidence([(run, 0)])), Job(filters, stamp, draw,
+                                                                         evidence=_evidence([(run, 0)]))], ""
+
+
+def attention_at_init_jobs(args, out: Path) -> tuple[list[Job], str]:
+    """Step-0 attention of the paper's ViT-Tiny (fixed sin-cos PE), default vs mimetic init on the same base
+    weights: mimetic init should already look local (a bright spot around the query), default uniform."""
+    import torch
+
+    from mimetic.analysis.attention_figures import image_batch, plot_attention_maps
+
+    if not (args.images / "test").is_dir():
+        return [], (f"{args.images} not found, or no image folder (train/, test/): unpack the CIFAR-10 slice with "
+                    "`python -m zipfile -e ../shared/data/cifar10-jpeg-6k.zip data/` or pass --images")
+    x = image_batch(args.images, 8, image_size=32, normalise="batch")
+    seed = 0
+    stamp = fingerprint({"notebook": "attention_at_init", "inputs": hashlib.sha256(x.numpy().tobytes()).hexdigest(),
+                         "shape": list(x.shape), "layers": args.layers, "seed": seed})  # as first drawn
+
+    def draw(path, stamp):
+        from mimetic.init import mimetic_attention_
+        from mimetic.models import DataSpec, ViTTiny, build_vit
+
+        spec = DataSpec("classification", num_classes=10)
+        torch.manual_seed(seed)
+        default = build_vit(ViTTiny(name="vit_tiny"), spec)
+        mimetic = build_vit(ViTTiny(name="vit_tiny"), spec)
+        mimetic.load_state_dict(default.state_dict())
+        mimetic_attention_(mimetic, generator=torch.Generator().manual_seed(seed))
+        plot_attention_maps([("default", default), ("mimetic", mimetic)], x, args.layers, path, stamp,
+                            "Where the centre patch (red box) attends at step 0 (ViT-Tiny, sin-cos PE)")
+
+    return [Job(out / "attention_at_init.png", stamp, draw)], ""
 
 
 # ----------------------------------------------------------------------------- the command
 
 
-def make_figures(args: argparse.Namespace) -> list[str]:
-    runs, unreadable = scan_runs([Path(r) for r in args.runs])
-    said = [f"warning: left out an unreadable run: {u.message.splitlines()[0]}" for u in unreadable]
-    jobs: list[Job] = []
+def declared_args(entry: dict, base: argparse.Namespace, root: Path) -> argparse.Namespace:
+    """One ``figures:`` entry of results/tables.yaml as this script's arguments (paths relative to ``root``)."""
+    keys = {"experiment": "vit_experiment", "init": "conv_init", "prefix": "conv_prefix", "n_images": "n_images"}
+    args = argparse.Namespace(**vars(base))
+    args.only = [entry["kind"]]
+    if entry["kind"] not in KINDS:
+        raise AnalysisError(f"figures: unknown kind {entry['kind']!r} in results/tables.yaml; "
+                            f"kinds: {', '.join(KINDS)}")
+    for key, value in entry.items():
+        if key == "kind":
+            continue
+        name = "conv_experiment" if key == "experiment" and entry["kind"] == "conv" else keys.get(key, key)
+        setattr(args, name, root / value if key == "images" else value)
+    return args
+
+
+def figure_jobs(runs: list[Run], args: argparse.Namespace) -> tuple[list[Job], list[str]]:
+    """The jobs of the kinds in ``args.only`` (or, with ``args.declared``, of results/tables.yaml's list)."""
+    if getattr(args, "declared", False):
+        import yaml
+
+        entries = (yaml.safe_load(Path(args.specs).read_text()) or {}).get("figures") or []
+        root = getattr(args, "base", None) or Path.cwd()
+        jobs, said = [], []
+        for entry in entries:
+            more, lines = figure_jobs(runs, declared_args(entry, argparse.Namespace(**{**vars(args),
+                                                                                     "declared": False}), root))
+            jobs, said = jobs + more, said + lines
+        return jobs, said
+    said, jobs = [], []
     vit, why_vit = _vit_comparison(runs, args) if {"products", "diagonal", "attention"} & set(args.only) else (None, "")
     for kind in args.only:
         why = ""
@@ -273,26 +354,47 @@ def make_figures(args: argparse.Namespace) -> list[str]:
         elif kind == "curves":
             new = curve_jobs(runs, args, args.out)
             why = "" if new else f"no finished runs with metrics under {' '.join(args.runs)}"
+        elif kind == "attention_at_init":
+            new, why = attention_at_init_jobs(args, args.out)
         else:
             new, why = conv_jobs(runs, args, args.out)
         if why:
             said.append(f"skipped {kind}: {why}")
         jobs += new
-    if "products" in args.only and args.pretrained is None:
+    if "products" in args.only and args.pretrained is None and not getattr(args, "quiet_pretrained", False):
         said.append("skipped the pre-trained ViT's qk_vo figure: no --pretrained checkpoint file given")
     for job in jobs:
-        job.decision = decide_figure(job.path, job.stamp, args.overwrite)
-    refused = [job.decision for job in jobs if job.decision.refused]
-    if refused:
-        raise refusal(refused, f"the default --out {DEFAULT_OUT}, or another --out")
+        job.decision = decide_figure(job.path, job.stamp, args.overwrite, job.evidence,
+                                     getattr(args, "replace_with_less", False))
+    return jobs, said
+
+
+def draw_jobs(jobs: list[Job]) -> list[str]:
+    """Draw every job its decision allows (the refusals were raised before anything was drawn)."""
+    said = []
     for job in jobs:
+        if job.decision.action == "kept":
+            said.append(job.decision.kept_line())
+            continue
         if job.decision.action == "same inputs" and job.path.with_suffix(".pdf").exists():
             said.append(f"kept {job.path} (already made from the same inputs)")
             continue
-        job.draw(job.path, job.stamp)
-        how = {"new": "new", "same inputs": "same inputs", "overwrite": "replaced, --overwrite"}[job.decision.action]
+        with figure_evidence(job.evidence):
+            job.draw(job.path, job.stamp)
+        how = {"new": "new", "same inputs": "same inputs", "overwrite": "replaced, --overwrite",
+               "less": "replaced with less, --replace-with-less"}[job.decision.action]
         said.append(f"wrote {job.path} and .pdf ({how})")
     return said
+
+
+def make_figures(args: argparse.Namespace) -> list[str]:
+    runs, unreadable = scan_runs([Path(r) for r in args.runs if Path(r).is_dir() or r != "runs"])  # none: no runs
+    said = [f"warning: left out an unreadable run: {u.message.splitlines()[0]}" for u in unreadable]
+    jobs, lines = figure_jobs(runs, args)
+    refused = [job.decision for job in jobs if job.decision.refused]
+    if refused:
+        raise refusal(refused, f"the default --out {DEFAULT_OUT}, or another --out")
+    return said + lines + draw_jobs(jobs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,32 @@
-"""Ablation tables: rows named by config values, paired by seed, one recipe, and the transfer init."""
+"""Ablation tables (results/tables.yaml): rows named by config values, paired by seed, one recipe, and the
+transfer init."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY, composed
+from helpers import CONFIGS, REPO, TINY, composed
 from test_tables import make_tables, write_run
 
-from mimetic.analysis import AnalysisError
-from mimetic.analysis.ablations import ablation_comparison, ablation_spec, gap_closed, row_results
 from mimetic.analysis.runs import scan_runs
+from mimetic.analysis.specs import Recipes, load_specs, tabulate
+from mimetic.analysis.tables import gap_closed, mean_std
+
+SPECS = load_specs(REPO / "results" / "tables.yaml")
+RECIPES = Recipes(CONFIGS)
+
+
+def table(name, root):
+    return tabulate(SPECS.table(name), scan_runs([root])[0], RECIPES)
+
+
+def rows(cmp, baseline):
+    """Each row: its final values (mean, std, n), its paired gap to ``baseline`` and the seeds ahead."""
+    out = {}
+    for label in cmp.labels:
+        diff = cmp.paired_final_diff(label, baseline) if label != baseline else []
+        out[label] = (mean_std(cmp.final(label)), mean_std(diff), cmp.ahead(diff), sorted(cmp.rows[label]))
+    return out
 
 RECIPE = {"trainer": {"epochs": 3}, "model": {"name": "vit_micro", "pos_embed": "sincos", "pooling": "token"}}
 COMPONENT_FINALS = {"default": [40.0, 41.0, 39.0], "mimetic": [45.0, 44.0, 46.0],
@@ -32,13 +49,12 @@ def components(root):
 
 def test_components_rows_are_paired_against_default_in_order(tmp_path):
     components(tmp_path)
-    runs, _ = scan_runs([tmp_path])
-    cmp = ablation_comparison(ablation_spec("components"), runs)
-    rows = {r.label: r for r in row_results(cmp, "default")}
-    assert list(rows) == ["default", "mimetic", "mimetic_qk", "mimetic_vo"]
-    assert rows["mimetic"].gap[0] == pytest.approx(5.0) and rows["mimetic"].ahead == 3
-    assert rows["mimetic_qk"].gap[0] == pytest.approx(5 / 3) and rows["mimetic_qk"].ahead == 3
-    assert rows["mimetic_vo"].ahead == 1 and rows["mimetic_vo"].seeds == [0, 1, 2]
+    cmp = table("components", tmp_path).cmp
+    got = rows(cmp, "default")
+    assert list(got) == ["default", "mimetic", "mimetic_qk", "mimetic_vo"]
+    assert got["mimetic"][1][0] == pytest.approx(5.0) and got["mimetic"][2] == 3
+    assert got["mimetic_qk"][1][0] == pytest.approx(5 / 3) and got["mimetic_qk"][2] == 3
+    assert got["mimetic_vo"][2] == 1 and got["mimetic_vo"][3] == [0, 1, 2]
 
 
 def test_grid_takes_its_paper_cell_from_the_components_runs_and_leaves_default_out(tmp_path):
@@ -49,21 +65,18 @@ def test_grid_takes_its_paper_cell_from_the_components_runs_and_leaves_default_o
                 if (qk, vo) != (0.7, 0.4):
                     run_with(tmp_path, "ablation_alpha_beta", "mimetic", seed, 30 + 10 * qk + vo,
                              init_options={"alpha_qk": qk, "alpha_vo": vo}, name=f"g{qk}-{vo}-{seed}")
-    runs, _ = scan_runs([tmp_path])
-    spec = ablation_spec("alpha_beta")
-    cmp = ablation_comparison(spec, runs)
-    assert len(cmp.by_init) == 9 and spec.baseline_label in cmp.by_init
+    spec = SPECS.table("alpha_beta")
+    cmp = table("alpha_beta", tmp_path).cmp
+    assert len(cmp.rows) == 9 and cmp.labels[0] == spec.baseline_label == "α_qk=β_qk=0.7, α_vo=β_vo=0.4"
     assert cmp.final(spec.baseline_label) == COMPONENT_FINALS["mimetic"]
-    rows = {r.label: r for r in row_results(cmp, spec.baseline_label)}
-    assert rows["α_qk=β_qk=1.0, α_vo=β_vo=0.7"].final[0] == pytest.approx(40.7)
+    assert rows(cmp, spec.baseline_label)["α_qk=β_qk=1.0, α_vo=β_vo=0.7"][0][0] == pytest.approx(40.7)
 
 
 def test_runs_of_another_recipe_are_refused_by_name(tmp_path):
     components(tmp_path)
     run_with(tmp_path, "ablation_components", "mimetic_qk", 3, 50.0, epochs=20)
-    runs, _ = scan_runs([tmp_path])
-    with pytest.raises(AnalysisError, match=r"trainer\.epochs: 20 in 1 run"):
-        ablation_comparison(ablation_spec("components"), runs)
+    result = table("components", tmp_path)
+    assert result.cmp is None and "trainer.epochs: 20 in 1 run" in result.problem
 
 
 def test_runs_on_other_images_are_refused(tmp_path):
@@ -74,16 +87,13 @@ def test_runs_on_other_images_are_refused(tmp_path):
     config = yaml.safe_load((other / "config.yaml").read_text())
     config["_run"]["data_fingerprint"] = "feedbeef"
     (other / "config.yaml").write_text(yaml.safe_dump(config))
-    runs, _ = scan_runs([tmp_path])
-    with pytest.raises(AnalysisError, match="data fingerprint: 'feedbeef' in 1 run"):
-        ablation_comparison(ablation_spec("components"), runs)
+    assert "data fingerprint: 'feedbeef' in 1 run" in table("components", tmp_path).problem
 
 
 def test_no_baseline_runs_names_the_sweep(tmp_path):
     run_with(tmp_path, "ablation_components", "mimetic", 0, 45.0)
-    runs, _ = scan_runs([tmp_path])
-    with pytest.raises(AnalysisError, match="baseline row .default.*experiment=ablation_components"):
-        ablation_comparison(ablation_spec("components"), runs)
+    missing = table("components", tmp_path).missing
+    assert "no runs of the baseline row (default)" in missing and "experiment=ablation_components" in missing
 
 
 def test_gap_closed_is_the_ratio_of_mean_paired_gaps(tmp_path):
@@ -91,8 +101,7 @@ def test_gap_closed_is_the_ratio_of_mean_paired_gaps(tmp_path):
     for init, values in finals.items():
         for seed, final in enumerate(values):
             run_with(tmp_path, "transfer_target", init, seed, final)
-    runs, _ = scan_runs([tmp_path])
-    cmp = ablation_comparison(ablation_spec("transfer"), runs)
+    cmp = table("transfer", tmp_path).cmp
     ratio, per_seed = gap_closed(cmp, "default", "mimetic", "pretrained_attention")
     assert ratio == pytest.approx(3.5 / 7.0) and per_seed == pytest.approx([0.5, 0.5])
 
@@ -107,7 +116,7 @@ def test_make_tables_writes_every_ablation_with_figures_and_regenerates_unchange
                         run_with(tmp_path / "runs", "ablation_pos_pool", init, seed, 40 + seed,
                                  model={"pos_embed": pe, "pooling": pool}, name=f"p{pe}{pool}{init}{seed}")
     out = tmp_path / "out" / "ablations.md"
-    args = ["--runs", str(tmp_path / "runs"), "--ablations", "components", "pos_pool", "--out", str(out)]
+    args = ["--runs", str(tmp_path / "runs"), "--tables", "components", "pos_pool", "--out", str(out.parent)]
     assert make_tables.main(args) == 0
     text = out.read_text()
     assert "## ablation components" in text and "## ablation pos_pool" in text
@@ -145,7 +154,7 @@ def test_pretrained_attention_copies_only_attention_from_a_project_run(tmp_path,
             assert torch.equal(value, before[key]), key
 
     # The report says how much diagonal structure the copied attention has, beside mimetic's at step 0.
-    from mimetic.analysis.ablation_report import copied_attention_note
+    from mimetic.analysis.sections import copied_attention_block
     from mimetic.analysis.tables import Comparison
 
     base = [*TINY, "dataset=image_folder", f"dataset.root={folder_root}", "trainer.max_steps=1"]
@@ -153,5 +162,5 @@ def test_pretrained_attention_copies_only_attention_from_a_project_run(tmp_path,
     run(composed(*base, "init=pretrained_attention", f"init.checkpoint={source}"), run_dir=tmp_path / "copied")
     found = {r.init: {0: r} for r in scan_runs([tmp_path / "mimetic", tmp_path / "copied"])[0]}
     cmp = Comparison("transfer", found)
-    (note,) = copied_attention_note(cmp)
+    note, _ = copied_attention_block(cmp)
     assert "run source, trained): QK " in note and "mimetic init's, at step 0 of mimetic: QK +0." in note

@@ -1,4 +1,5 @@
-"""Regenerating never replaces committed results made from other inputs (tables, figures, the notebook)."""
+"""Regenerating never replaces committed results made from other inputs, nor with less evidence (tables,
+figures, the step-0 attention figure)."""
 
 import shutil
 import zipfile
@@ -10,7 +11,7 @@ from helpers import load_script
 from test_tables import make_tables, write_run
 
 from mimetic.analysis.outputs import png_stamp
-from mimetic.analysis.report import split_report
+from mimetic.analysis.sections import split_report
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_REPORT = ROOT / "results" / "proxy.md"
@@ -34,32 +35,58 @@ def results(tmp_path):
     return tmp_path / "results"
 
 
+def test_committed_report_and_figure_are_kept_when_the_new_runs_are_fewer(tmp_path, results, capsys):
+    digits_runs(tmp_path / "runs")  # 2 seeds: the committed section rests on 5
+    report, figure = results / "proxy.md", results / "figures" / COMMITTED_FIGURE.name
+    argv = ["--runs", str(tmp_path / "runs"), "--experiments", "proxy_digits", "--out", str(report)]
+    assert make_tables.main(argv) == 0
+    said = capsys.readouterr().out
+    assert f"kept section proxy_digits in {report}: the new one would rest on less (runs 4, seeds 2 now; runs 10, " \
+           "seeds 5 before); --replace-with-less replaces it" in said
+    assert report.read_bytes() == COMMITTED_REPORT.read_bytes()
+    assert figure.read_bytes() == COMMITTED_FIGURE.read_bytes()
+
+
 def test_committed_report_and_figure_are_not_replaced_by_other_runs(tmp_path, results, capsys):
-    digits_runs(tmp_path / "runs")
+    digits_runs(tmp_path / "runs", seeds=range(6))  # more evidence, but other runs
     report, figure = results / "proxy.md", results / "figures" / COMMITTED_FIGURE.name
     argv = ["--runs", str(tmp_path / "runs"), "--experiments", "proxy_digits", "--out", str(report)]
     assert make_tables.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: refusing to replace results made from other inputs; nothing was written")
-    assert f"{report} (section proxy_digits)" in err and f"{figure} (figure)" in err and "--overwrite" in err
+    assert f"{report} (section proxy_digits)" in err and "--overwrite" in err
     assert report.read_bytes() == COMMITTED_REPORT.read_bytes()
     assert figure.read_bytes() == COMMITTED_FIGURE.read_bytes()
+    # and once the section is replaced, its figure made from other runs is refused in turn
+    assert make_tables.main(argv + ["--overwrite"]) == 0
+    assert png_stamp(figure) == split_report(report.read_text())[1][1].stamp
 
 
 def test_overwrite_replaces_one_experiment_and_keeps_the_others(tmp_path, results, capsys):
-    digits_runs(tmp_path / "runs")
+    digits_runs(tmp_path / "runs", seeds=range(6))
     report = results / "proxy.md"
     argv = ["--runs", str(tmp_path / "runs"), "--experiments", "proxy_digits", "--out", str(report), "--overwrite"]
     assert make_tables.main(argv) == 0
     said = capsys.readouterr().out
     assert "section proxy_digits (replaced, --overwrite)" in said
-    assert "kept the sections of other experiments: proxy_cifar_slice" in said
+    assert "kept the sections of other tables: proxy_cifar_slice" in said
     _, old = split_report(COMMITTED_REPORT.read_text())
     _, new = split_report(report.read_text())
     assert [s.name for s in new] == ["proxy_cifar_slice", "proxy_digits"]
     assert new[0].text.rstrip() == old[0].text.rstrip()  # the other experiment's section, untouched
-    assert "| default | 2 | 20.50 ± 0.71 |" in new[1].text and new[1].stamp
+    assert "| default | 6 | 22.50 ± 1.87 |" in new[1].text and new[1].stamp
+    assert new[1].evidence == {"runs": 12, "seeds": 6}
     assert png_stamp(results / "figures" / COMMITTED_FIGURE.name) == new[1].stamp
+
+
+def test_replace_with_less_replaces_a_section_resting_on_more(tmp_path, results, capsys):
+    digits_runs(tmp_path / "runs")
+    report = results / "proxy.md"
+    argv = ["--runs", str(tmp_path / "runs"), "--experiments", "proxy_digits", "--out", str(report),
+            "--replace-with-less"]
+    assert make_tables.main(argv) == 0
+    assert "section proxy_digits (replaced with less, --replace-with-less)" in capsys.readouterr().out
+    assert split_report(report.read_text())[1][1].evidence == {"runs": 4, "seeds": 2}
 
 
 def test_same_runs_regenerate_freely_other_runs_do_not(tmp_path, capsys):
@@ -102,36 +129,36 @@ def test_default_output_is_outside_results_and_figures_go_beside_the_report(tmp_
     assert (tmp_path / "mine" / "figures" / "proxy_digits_test_acc.png").exists()
 
 
-# ----------------------------------------------------------------------------- the notebook's figure
+# ----------------------------------------------------------------------------- the step-0 attention figure
 
 
-def load_notebook():
-    return load_script("notebooks/attention_at_init.py")
+def make_figures():
+    return load_script("scripts/make_figures.py")
 
 
-def test_notebook_writes_outside_results_by_default():
-    notebook = load_notebook()
-    assert notebook.parse_args([]).out == Path("outputs/figures/attention_at_init.png")
+def attention_args(images, out):
+    return ["--only", "attention_at_init", "--images", str(images), "--out", str(out), "--runs", str(out)]
 
 
-def test_notebook_does_not_replace_the_committed_figure_with_other_inputs(tmp_path, capsys):
-    committed = tmp_path / "attention_at_init.png"
+def test_the_step0_figure_is_not_replaced_by_one_made_from_other_images(tmp_path, folder_root, capsys):
+    (tmp_path / "figures").mkdir()
+    committed = tmp_path / "figures" / "attention_at_init.png"
     shutil.copy(ATTENTION_FIGURE, committed)
-    assert load_notebook().main(["--random-inputs", "--out", str(committed)]) == 2
+    assert make_figures().main(attention_args(folder_root, tmp_path / "figures")) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: refusing to replace") and "--overwrite" in err and "Traceback" not in err
     assert committed.read_bytes() == ATTENTION_FIGURE.read_bytes()
 
 
-def test_notebook_without_its_images_says_how_to_get_them(tmp_path, capsys):
-    assert load_notebook().main(["--images", str(tmp_path / "nope"), "--out", str(tmp_path / "a.png")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "python -m zipfile -e ../shared/data/cifar10-jpeg-6k.zip data/" in err
-    assert not (tmp_path / "a.png").exists()
+def test_the_step0_figure_without_its_images_says_how_to_get_them(tmp_path, capsys):
+    assert make_figures().main(attention_args(tmp_path / "nope", tmp_path)) == 0
+    said = capsys.readouterr().out
+    assert "skipped attention_at_init:" in said and "python -m zipfile -e ../shared/data/cifar10-jpeg-6k.zip" in said
+    assert not (tmp_path / "attention_at_init.png").exists()
 
 
 @pytest.mark.skipif(not CIFAR_SLICE.exists(), reason="needs shared/data/cifar10-jpeg-6k.zip")
-def test_notebook_reproduces_the_committed_figure_from_its_documented_inputs(tmp_path, capsys):
+def test_the_committed_step0_figure_is_kept_from_its_documented_inputs(tmp_path, capsys):
     from PIL import Image
 
     # The first 8 test images are airplane/0000..0007; one train image gives the folder its class.
@@ -140,9 +167,15 @@ def test_notebook_reproduces_the_committed_figure_from_its_documented_inputs(tmp
     with zipfile.ZipFile(CIFAR_SLICE) as archive:
         for name in wanted:
             archive.extract(name, tmp_path)
-    copy = tmp_path / "attention_at_init.png"
-    shutil.copy(ATTENTION_FIGURE, copy)
-    assert load_notebook().main(["--images", str(tmp_path / "cifar10-jpeg-6k"), "--out", str(copy)]) == 0
-    assert "replaced a figure made from the same inputs" in capsys.readouterr().out
-    with Image.open(copy) as new, Image.open(ATTENTION_FIGURE) as old:
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    shutil.copy(ATTENTION_FIGURE, figures / "attention_at_init.png")
+    shutil.copy(ATTENTION_FIGURE.with_suffix(".pdf"), figures / "attention_at_init.pdf")
+    args = attention_args(tmp_path / "cifar10-jpeg-6k", figures)
+    assert make_figures().main(args) == 0  # the same inputs: kept as committed, byte for byte
+    assert "already made from the same inputs" in capsys.readouterr().out
+    assert (figures / "attention_at_init.png").read_bytes() == ATTENTION_FIGURE.read_bytes()
+    (figures / "attention_at_init.pdf").unlink()  # redrawn from the same inputs: the same picture
+    assert make_figures().main(args) == 0 and "(same inputs)" in capsys.readouterr().out
+    with Image.open(figures / "attention_at_init.png") as new, Image.open(ATTENTION_FIGURE) as old:
         assert np.abs(np.asarray(new, dtype=float) - np.asarray(old, dtype=float)).mean() < 0.5

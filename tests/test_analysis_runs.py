@@ -56,7 +56,7 @@ def test_conflicting_runs_say_which_and_how_they_differ(tmp_path, capsys):
               overrides=["experiment=exp", "seed=0", "init=default", "trainer.epochs=3"])
     assert make_tables.main(["--runs", str(runs), "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: exp: 1 (init, seed) slot(s) hold more than one finished run")
+    assert err.startswith("error: exp: 1 (row, seed) slot(s) hold more than one finished run")
     assert "default, seed 0" in err
     assert str(runs / "exp-default-s0-abcd1234") in err and str(runs / "exp-default-s0-ffff0000") in err
     assert "config abcd1234" in err and "config ffff0000" in err
@@ -123,8 +123,9 @@ def test_run_without_experiment_gets_a_command_from_its_overrides(tmp_path):
     assert make_tables.main(["--runs", str(runs), "--experiments", "digits-vit_micro", "--out", str(out)]) == 0
     text = out.read_text()
     assert "experiment=" not in text  # the old bug: experiment=digits-vit_micro, which does not exist
-    assert _commands(text) == [["python", "train.py", "-m", "dataset=digits", "model=vit_micro", "trainer.epochs=2",
-                                "seed=0,1", "init=default,mimetic"]]
+    assert _commands(text) == [  # one per set of recorded overrides, seeds merged
+        ["python", "train.py", "-m", "dataset=digits", "model=vit_micro", f"init={init}", "trainer.epochs=2",
+         "seed=0,1"] for init in ("default", "mimetic")]
 
 
 def test_runs_with_different_overrides_get_one_command_each(tmp_path):
@@ -134,8 +135,8 @@ def test_runs_with_different_overrides_get_one_command_each(tmp_path):
     out = tmp_path / "r.md"
     assert make_tables.main(["--runs", str(runs), "--out", str(out)]) == 0
     assert _commands(out.read_text()) == [
-        ["python", "train.py", "-m", "experiment=exp", "seed=0", "init=default"],
-        ["python", "train.py", "-m", "experiment=exp", "init.alpha_qk=0.5", "seed=0", "init=mimetic"],
+        ["python", "train.py", "-m", "experiment=exp", "init=default", "seed=0"],
+        ["python", "train.py", "-m", "experiment=exp", "init=mimetic", "init.alpha_qk=0.5", "seed=0"],
     ]
 
 
@@ -147,6 +148,6 @@ def test_runs_without_recorded_overrides_rebuild_the_command_and_say_so(tmp_path
     out = tmp_path / "r.md"
     assert make_tables.main(["--runs", str(runs), "--out", str(out)]) == 0
     text = out.read_text()
-    assert _commands(text) == [["python", "train.py", "-m", "dataset=digits", "model=vit_micro", "seed=0",
-                                "init=default,mimetic"]]
+    assert _commands(text) == [["python", "train.py", "-m", "dataset=digits", "model=vit_micro", f"init={init}",
+                                 "seed=0"] for init in ("default", "mimetic")]
     assert "rebuilt from summary.json" in text

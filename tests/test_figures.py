@@ -12,7 +12,7 @@ from conftest import make_vit
 from helpers import TINY, composed
 from test_tables import write_run
 
-from mimetic.analysis.outputs import png_stamp
+from mimetic.analysis.outputs import png_evidence, png_stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -127,7 +127,7 @@ def test_attention_maps_figure_and_its_inputs(tmp_path, folder_root):
 def test_curves_figure(tmp_path):
     from mimetic.analysis.figures import plot_curves
     from mimetic.analysis.runs import collect_runs
-    from mimetic.analysis.tables import group_runs
+    from mimetic.analysis.specs import group_runs
 
     for seed in (0, 1):
         for init, end in (("default", 40.0), ("mimetic", 50.0)):
@@ -175,9 +175,11 @@ def test_make_figures_draws_every_kind_then_keeps_then_refuses(tmp_path, vit_run
     assert make_figures.main(argv) == 0
     said = capsys.readouterr().out
     names = [f"qk_vo_{VIT}_s0", "qk_vo_pretrained", f"diagonal_{VIT}", f"attention_{VIT}_s0", f"{VIT}_test_acc",
-             f"{CONV}_test_acc", "conv_proxy_covariance", "conv_proxy_filters"]
+             f"{CONV}_test_acc", "conv_proxy_covariance", "conv_proxy_filters", "attention_at_init"]
     assert all(written(out / f"{n}.png") for n in names), said
     assert "skipped" not in said
+    assert png_evidence(out / f"diagonal_{VIT}.png") == {"runs": 2, "seeds": 1}  # what it is drawn from
+    assert png_evidence(out / "attention_at_init.png") is None  # drawn from images, not runs
 
     assert make_figures.main(argv) == 0  # the same inputs: nothing redrawn
     assert capsys.readouterr().out.count("kept ") == len(names)

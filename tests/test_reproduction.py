@@ -1,23 +1,23 @@
 """The reproduction report never over-claims: statuses by checkable rules, runs found where README puts
-them, only runs of the claim's own recipe counted, and measured rows never replaced by less evidence.
+them, only runs of the table's own recipe counted, and measured rows never replaced by less evidence.
 
 Every run directory here is written by the test (summary.json, metrics.jsonl, config.yaml with
-``_run.overrides``, DONE), in the format ``analysis.runs`` reads; nothing trains.
+``_run.overrides``, DONE), in the format ``analysis.runs`` reads; nothing trains. The claims name tables of
+a results/tables.yaml written by the test too (or the committed one).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 import yaml
-from helpers import REPO, load_script
-from test_tables import write_run
+from helpers import REPO
+from test_tables import make_tables, write_run
 
 from mimetic.analysis import AnalysisError
-from mimetic.analysis.outputs import fingerprint
-from mimetic.analysis.paper import load_paper_numbers
-from mimetic.analysis.reproduction import (
+from mimetic.analysis.claims import (
     NOT_REPRODUCED,
     NOT_REPRODUCIBLE,
     NOT_RUN,
@@ -30,20 +30,24 @@ from mimetic.analysis.reproduction import (
     RULES,
     SMALLER,
     TOO_FEW_SEEDS,
-    RunCache,
     evaluate,
     less_evidence,
     load_claims,
+    merge_page,
     records,
     replace_block,
     rules_text,
-    t_interval,
+    tables_of,
 )
-
-report_script = load_script("scripts/report.py", "report_script")
+from mimetic.analysis.outputs import fingerprint
+from mimetic.analysis.paper import load_paper_numbers
+from mimetic.analysis.runs import scan_runs
+from mimetic.analysis.specs import Recipes, commands, load_specs, tabulate
+from mimetic.analysis.tables import t_interval
 
 PAPER = {"gain": {"source": "abstract", "gain": "over 5%", "init": "mimetic"}}
 CONFIGS = REPO / "configs"
+START, END = make_tables.START, make_tables.END
 
 
 def run(base, experiment, init, seed, final, *, sub="runs", extra=(), config=None, metric="test_acc",
@@ -62,32 +66,55 @@ def pairs(base, experiment, gaps, *, base_value=80.0, **kw):
         run(base, experiment, "mimetic", seed, base_value + seed + gap, **kw)
 
 
-def command(experiment):
-    return f"python train.py -m experiment={experiment} seed=0,1,2 init=default,mimetic"
-
-
 def claim(cid, group=None, effect=5.0, evidence=(), reference=None, **more):
     entry = {"id": cid, "claim": f"claim {cid}", "paper": ["gain"], **more}
     if group:
-        entry["paper_scale"] = {"file": "f.yaml", "command": command(group), "group": group,
-                                "compare": ["mimetic", "default"]}
+        entry["paper_scale"] = {"table": group, "compare": ["mimetic", "default"]}
         if reference:
             entry["paper_scale"]["reference"] = reference
-            entry["paper_scale"]["command"] += (f" && python train.py -m experiment={group} seed=0,1,2 "
-                                                f"init={reference} init.checkpoint=/path/to/weights")
     if effect:
         entry["effect"] = {"size": effect, "unit": "pp", "paper": "gain", "reading": "\"over 5%\" as 5 pp"}
-    entry["evidence"] = [{"experiment": e, "compare": ["mimetic", "default"], "file": "p.yaml", "command": command(e)}
-                         for e in evidence]
+    entry["evidence"] = [{"table": e, "compare": ["mimetic", "default"]} for e in evidence]
     return entry
 
 
-def evaluated(base, claims, paper=PAPER, configs=None, **cache):
+def write_site(base, claims, paper=PAPER):
+    """claims.yaml, paper.yaml and a tables.yaml with one table per experiment the claims name."""
     (base / "claims.yaml").write_text(yaml.safe_dump({"claims": claims}))
     (base / "paper.yaml").write_text(yaml.safe_dump(paper))
-    results = evaluate(load_claims(base / "claims.yaml"), load_paper_numbers(base / "paper.yaml"),
-                       RunCache(base, **cache), configs)
-    return {r.claim.id: r for r in results}
+    names = {e["table"] for c in claims for e in [c.get("paper_scale"), *c.get("evidence", [])] if e}
+    tables = {n: {"file": "t.md", "rows": [{"key": "init.name", "values": ["default", "mimetic"]}],
+                  "blocks": ["rows"]} for n in sorted(names)}
+    (base / "tables.yaml").write_text(yaml.safe_dump({"tables": tables}))
+
+
+def evaluated(base, claims, paper=PAPER, configs=None, folders=("runs",)):
+    write_site(base, claims, paper)
+    specs = load_specs(base / "tables.yaml")
+    roots = [base / f for f in folders if (base / f).is_dir()]
+    runs = scan_runs(roots)[0] if roots else []
+    recipes = Recipes(configs)
+    loaded = load_claims(base / "claims.yaml", specs)
+    results = {n: tabulate(specs.table(n), runs, recipes) for n in tables_of(loaded)}
+    out = evaluate(loaded, load_paper_numbers(base / "paper.yaml"), results, recipes, "runs/",
+                   lambda path: os.path.relpath(path, base))
+    return {r.claim.id: r for r in out}
+
+
+def real(base, claims, **kw):
+    """The committed tables.yaml, paper numbers and configs, with ``claims`` of the committed claims.yaml."""
+    specs = load_specs(REPO / "results" / "tables.yaml")
+    runs = scan_runs([base / "runs"])[0]
+    recipes = Recipes(CONFIGS)
+    results = {n: tabulate(specs.table(n), runs, recipes) for n in tables_of(claims)}
+    out = evaluate(claims, load_paper_numbers(REPO / "results" / "paper_numbers.yaml"), results, recipes, "runs/",
+                   lambda path: os.path.relpath(path, base))
+    return {r.claim.id: r for r in out}
+
+
+def committed_claims(*ids):
+    claims = load_claims(REPO / "results" / "claims.yaml", load_specs(REPO / "results" / "tables.yaml"))
+    return [c for c in claims if not ids or c.id in ids]
 
 
 def test_the_interval_is_the_t_interval_over_paired_differences():
@@ -130,20 +157,18 @@ def test_every_status_follows_its_rule(tmp_path):
     assert "6 runs in runs;" in results["proxy_ahead"].evidence[0].provenance()
     assert results["none"].paper_scale.line() == "no finished none_full runs below runs/; train them with the " \
                                                  "command above"
-    assert "1 paired seed(s): fewer than 3" in report_script.merge_page(list(results.values()), None)[0]
+    assert "1 paired seed(s): fewer than 3" in merge_page(list(results.values()), None)[0]
 
 
 def test_the_audits_synthetic_runs_no_longer_make_a_claim_reproduced(tmp_path):
     """Issue 23 item 4: four run directories (one seed, smoke runs, no mimetic run) printed "reproduced"."""
-    real = dict(paper=yaml.safe_load((REPO / "results" / "paper_numbers.yaml").read_text()), configs=CONFIGS)
-    claims = yaml.safe_load((REPO / "results" / "claims.yaml").read_text())["claims"]
     smoke = dict(extra=["trainer.smoke=true"], config={"trainer": {"smoke": True}}, dataset="cifar10")
     run(tmp_path, None, "default", 0, 10.0, model="vit_tiny", **smoke)
     run(tmp_path, None, "mimetic", 0, 10.1, model="vit_tiny", **smoke)
     run(tmp_path, None, "default", 0, 50.0, dataset="cifar10", model="vit_tiny_p16_224")
     run(tmp_path, None, "pretrained_attention", 0, 60.0, dataset="cifar10", model="vit_tiny_p16_224",
         extra=["model=vit_tiny_p16_224", "init.checkpoint=/w/vit.safetensors"])
-    results = evaluated(tmp_path, claims, **real)
+    results = real(tmp_path, committed_claims())
     assert results["vit_cifar10"].status == OFF_RECIPE
     off = results["vit_cifar10"].paper_scale.off[0]
     assert off.why[0].startswith("are smoke runs") and len(off.runs) == 2
@@ -153,22 +178,20 @@ def test_the_audits_synthetic_runs_no_longer_make_a_claim_reproduced(tmp_path):
 
 
 def test_a_paper_claim_needs_three_seeds_and_the_claimed_size(tmp_path):
-    real = dict(paper=yaml.safe_load((REPO / "results" / "paper_numbers.yaml").read_text()), configs=CONFIGS)
-    claims = [c for c in yaml.safe_load((REPO / "results" / "claims.yaml").read_text())["claims"]
-              if c["id"] == "vit_cifar10"]
+    claims = committed_claims("vit_cifar10")
     # README's own command for the main job (dataset=cifar10 repeats the recipe's value), on a GPU, no logging
     kw = dict(dataset="cifar10", model="vit_tiny", extra=["dataset=cifar10", "trainer.device=cuda",
                                                           "logger.mode=disabled"])
     pairs(tmp_path, None, [0.1, 0.12, 0.08], **kw)  # "+0.1 pp against an over-5% claim"
-    assert evaluated(tmp_path, claims, **real)["vit_cifar10"].status == SMALLER
+    assert real(tmp_path, claims)["vit_cifar10"].status == SMALLER
     shutil.rmtree(tmp_path / "runs")
-    pairs(tmp_path, None, [6.0, 6.5, 6.2], **kw)
-    assert evaluated(tmp_path, claims, **real)["vit_cifar10"].status == REPRODUCED
+    pairs(tmp_path, "vit_tiny_cifar10", [6.0, 6.5, 6.2], dataset="cifar10", model="vit_tiny")  # its experiment
+    assert real(tmp_path, claims)["vit_cifar10"].status == REPRODUCED
     shutil.rmtree(tmp_path / "runs")
     pairs(tmp_path, None, [6.0, 6.5, 6.2], dataset="cifar10", model="vit_tiny", extra=["trainer.epochs=1"])
-    result = evaluated(tmp_path, claims, **real)["vit_cifar10"]
+    result = real(tmp_path, claims)["vit_cifar10"]
     assert result.status == OFF_RECIPE
-    assert result.paper_scale.off[0].why == ("override trainer.epochs=1 (the command above: trainer.epochs=100)",)
+    assert result.paper_scale.off[0].why == ("override trainer.epochs=1 (the recipe: trainer.epochs=100)",)
 
 
 def test_runs_of_another_recipe_are_named_under_the_command_and_never_counted(tmp_path):
@@ -186,13 +209,15 @@ def test_runs_of_another_recipe_are_named_under_the_command_and_never_counted(tm
     assert len(m.found) == 15 and len(m.cmp.runs) == 6 and m.pairs == 3
     assert results["digits"].status == PROXY_AHEAD
     why = {o.why: len(o.runs) for o in m.off}
-    assert why[("override trainer.epochs=2 (the command above: trainer.epochs=15)",)] == 6
-    assert why[("override init.alpha_qk=0.3 (the command above: init.alpha_qk=0.7)",)] == 1
-    assert why[("override model.dim=32 (the command above: model.dim=64)",)] == 1
+    assert why[("override trainer.epochs=2 (the recipe: trainer.epochs=15)",)] == 6
+    assert why[("override init.alpha_qk=0.3 (the recipe: init.alpha_qk=0.7)",)] == 1
+    assert why[("override model.dim=32 (the recipe: model.dim=64)",)] == 1
     assert any("do not record their command-line overrides" in w[0] for w in why)
-    page = report_script.merge_page(list(results.values()), None)[0]
-    assert ("not counted: 6 run(s) differ from the command's recipe: they override trainer.epochs=2 "
-            "(the command above: trainer.epochs=15)") in page
+    page = merge_page(list(results.values()), None)[0]
+    assert ("not counted: 6 run(s) differ from the table's recipe: they override trainer.epochs=2 "
+            "(the recipe: trainer.epochs=15) — their numbers, for information only: mimetic") in page
+    assert "- CPU evidence, table `proxy_digits` (configs/experiment/proxy_digits.yaml)" in page
+    assert "  - command: `python train.py -m experiment=proxy_digits`" in page
     shutil.rmtree(tmp_path / "runs" / "sweep_a")  # only the 2-epoch runs: they never count
     only_short = evaluated(tmp_path, [claim("digits", evidence=["proxy_digits"])], configs=CONFIGS)["digits"]
     assert only_short.status == OFF_RECIPE and only_short.evidence[0].cmp is None
@@ -221,51 +246,54 @@ def test_the_gap_to_pretrained_needs_all_three_inits_and_reports_the_share_close
 
 
 def test_the_committed_gap_claim_compares_mimetic_default_and_pretrained():
-    claims = {c.id: c for c in load_claims(REPO / "results" / "claims.yaml")}
-    for e in (claims["vit_gap_to_pretrained"].paper_scale, *claims["vit_gap_to_pretrained"].evidence):
+    (gap,) = committed_claims("vit_gap_to_pretrained")
+    for e in (gap.paper_scale, *gap.evidence):
         assert e.compare == ("mimetic", "default") and e.reference == "pretrained_attention"
-        assert "init=default,mimetic" in e.command and "init=pretrained_attention" in e.command
-    assert claims["vit_cifar10"].effect.size == 5.0 and claims["vit_cifar10"].effect.paper == "vit_tiny_cifar10_gain"
+    specs, recipes = load_specs(REPO / "results" / "tables.yaml"), Recipes(CONFIGS)
+    # no experiment file gives the ImageNet checkpoint: the derived command needs a second sweep for that arm
+    assert commands(specs.table(gap.paper_scale.table), recipes) == [
+        "python train.py -m model=vit_tiny_p16_224 seed=0,1,2 init=default,mimetic",
+        "python train.py -m model=vit_tiny_p16_224 seed=0,1,2 init=pretrained_attention "
+        "init.checkpoint=/path/to/vit_tiny_patch16_224.safetensors"]
+    # the CPU table's grid has every arm (init=pretrained_transfer_source): one command
+    assert commands(specs.table("transfer"), recipes) == ["python train.py -m experiment=transfer_target"]
+    (cifar,) = committed_claims("vit_cifar10")
+    assert cifar.effect.size == 5.0 and cifar.effect.paper == "vit_tiny_cifar10_gain"
 
 
 def test_runs_are_found_below_runs_by_experiment_and_in_extra_folders(tmp_path):
     pairs(tmp_path, "flat", [5.0, 4.0, 6.0])  # runs/<key>/, as a sweep writes them
     pairs(tmp_path, "nested", [5.0, 4.0, 6.0], sub="runs/2026-11/sweep")
     pairs(tmp_path, "elsewhere", [5.0, 4.0, 6.0], sub="scratch")
-    pairs(tmp_path, "hinted", [5.0, 4.0, 6.0], sub="proxies")
-    claims = [claim(c, evidence=[c]) for c in ("flat", "nested", "elsewhere", "hinted")]
-    claims[3]["evidence"][0]["runs"] = ["proxies"]  # older claims files name folders: still scanned
+    claims = [claim(c, evidence=[c]) for c in ("flat", "nested", "elsewhere")]
     found = evaluated(tmp_path, claims)
-    assert [found[c].status for c in ("flat", "nested", "elsewhere", "hinted")] == [
-        PROXY_AHEAD, PROXY_AHEAD, NOT_RUN, PROXY_AHEAD]
-    assert evaluated(tmp_path, claims, required=("scratch",))["elsewhere"].status == PROXY_AHEAD
-    with pytest.raises(AnalysisError, match="do not exist"):
-        RunCache(tmp_path, required=("nowhere",))
+    assert [found[c].status for c in ("flat", "nested", "elsewhere")] == [PROXY_AHEAD, PROXY_AHEAD, NOT_RUN]
+    assert evaluated(tmp_path, claims, folders=("runs", "scratch"))["elsewhere"].status == PROXY_AHEAD
 
 
 # ----------------------------------------------------------------------------- the script
 
 
 def script_args(base, out, readme, *more):
-    return ["--claims", str(base / "claims.yaml"), "--paper-numbers", str(base / "paper.yaml"), "--base", str(base),
-            "--out", str(out), "--readme", str(readme), *more]
+    return ["--report", "--claims", str(base / "claims.yaml"), "--paper-numbers", str(base / "paper.yaml"),
+            "--specs", str(base / "tables.yaml"), "--base", str(base), "--out", str(out.parent),
+            "--readme", str(readme), *more]
 
 
 @pytest.fixture
 def site(tmp_path):
     pairs(tmp_path, "cpu_up", [5.0, 4.0, 6.0])
     pairs(tmp_path, "cpu_down", [-5.0, -4.0, -6.0])
-    claims = [claim("up", "up_full", evidence=["cpu_up"]), claim("down", evidence=["cpu_down"]), claim("none", "x")]
-    (tmp_path / "claims.yaml").write_text(yaml.safe_dump({"claims": claims}))
-    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(PAPER))
+    write_site(tmp_path, [claim("up", "up_full", evidence=["cpu_up"]), claim("down", evidence=["cpu_down"]),
+                          claim("none", "x")])
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report_script.START}\nold table\n{report_script.END}\nrest\n")
+    readme.write_text(f"intro\n{START}\nold table\n{END}\nrest\n")
     return tmp_path, tmp_path / "results" / "README.md", readme
 
 
 def test_the_page_has_the_rules_the_table_and_an_evidence_record_per_claim(site, capsys):
     base, out, readme = site
-    assert report_script.main(script_args(base, out, readme)) == 0
+    assert make_tables.main(script_args(base, out, readme)) == 0
     page = out.read_text()
     assert "## Rules" in page and all(f"*{status}*: " in page for status, _ in RULES)
     assert f"**{PROXY_AHEAD}**" in page and f"**{PROXY_BEHIND}**" in page and "source: abstract" in page
@@ -276,34 +304,34 @@ def test_the_page_has_the_rules_the_table_and_an_evidence_record_per_claim(site,
     table = readme.read_text()
     assert "old table" not in table and "[claim up](results/README.md#up)" in table
     assert table.startswith("intro\n") and table.endswith("rest\n") and records(table)["up"] == recs["up"]
-    assert report_script.main(script_args(base, out, readme)) == 0  # the same runs: the same page
-    assert f"{out} unchanged" in capsys.readouterr().out
+    assert make_tables.main(script_args(base, out, readme)) == 0  # the same runs: the same page
+    assert f"{out}: the reproduction report already current" in capsys.readouterr().out
 
 
 def test_regenerating_with_fewer_runs_keeps_the_measured_rows(site, capsys):
     base, out, readme = site
-    assert report_script.main(script_args(base, out, readme)) == 0
+    assert make_tables.main(script_args(base, out, readme)) == 0
     page, table = out.read_text(), readme.read_text()
     up_row = next(line for line in table.splitlines() if line.startswith("| [claim up]"))
     shutil.move(base / "runs", base / "runs-moved")  # a fresh clone: no run directory at all
     capsys.readouterr()
-    assert report_script.main(script_args(base, out, readme)) == 0
+    assert make_tables.main(script_args(base, out, readme)) == 0
     said = capsys.readouterr().out
     assert "kept up's row and section: the new ones rest on less (cpu_up: 0 runs, 0 seeds now; 6 runs, 3 seeds " \
            "before)" in said and "kept down's row" in said
     kept = out.read_text()
     assert up_row in readme.read_text() and f"**{PROXY_AHEAD}**" in kept
     assert records(kept)["up"] == records(page)["up"] and "Kept from an earlier report" in kept
-    assert report_script.main(script_args(base, out, readme)) == 0  # kept twice: no note added twice
+    assert make_tables.main(script_args(base, out, readme)) == 0  # kept twice: no note added twice
     assert out.read_text() == kept
     # one seed more: more evidence replaces the kept section at once
     shutil.move(base / "runs-moved", base / "runs")
     pairs(base, "cpu_up", [5.0, 4.0, 6.0, 5.5])
-    assert report_script.main(script_args(base, out, readme)) == 0
+    assert make_tables.main(script_args(base, out, readme)) == 0
     assert records(out.read_text())["up"]["seeds"] == 4 and "Kept from" not in out.read_text().split("## up")[1]
     # fewer runs again, but asked to replace: the rows say what is there now
     shutil.rmtree(base / "runs")
-    assert report_script.main(script_args(base, out, readme, "--replace-with-less")) == 0
+    assert make_tables.main(script_args(base, out, readme, "--replace-with-less")) == 0
     assert records(out.read_text())["up"]["status"] == NOT_RUN
     assert f"| **{NOT_RUN}** |" in next(line for line in readme.read_text().splitlines() if "[claim up]" in line)
 
@@ -313,50 +341,43 @@ def test_a_fresh_clone_keeps_the_committed_measured_rows(tmp_path, capsys):
     shutil.copytree(REPO / "results", tmp_path / "results", ignore=shutil.ignore_patterns("figures", "*.pt"))
     shutil.copy(REPO / "README.md", tmp_path / "README.md")
     before_page, before_readme = (tmp_path / "results" / "README.md").read_text(), (tmp_path / "README.md").read_text()
-    measured = [line for line in before_readme.split(report_script.START)[1].split(report_script.END)[0].splitlines()
+    measured = [line for line in before_readme.split(START)[1].split(END)[0].splitlines()
                 if line.startswith("| [") and not line.endswith("| – |")]
     assert len(measured) >= 4
     # the audit's command: a new page in outputs/, README's table rewritten from it
-    assert report_script.main(["--base", str(tmp_path), "--out", str(tmp_path / "outputs" / "README.md"),
-                               "--readme", str(tmp_path / "README.md")]) == 0
+    assert make_tables.main(["--report", "--base", str(tmp_path), "--out", str(tmp_path / "outputs"),
+                             "--readme", str(tmp_path / "README.md")]) == 0
     assert all(line in (tmp_path / "README.md").read_text() for line in measured)
-    args = ["--base", str(tmp_path), "--out", str(tmp_path / "results" / "README.md"),
-            "--readme", str(tmp_path / "README.md")]
-    assert report_script.main(args) == 0
+    args = ["--report", "--base", str(tmp_path), "--out", str(tmp_path / "results"), "--readme",
+            str(tmp_path / "README.md")]
+    assert make_tables.main(args) == 0
     assert all(line in (tmp_path / "README.md").read_text() for line in measured)
     old_sections = {s.split("\n")[0]: s for s in before_page.split("\n## ")[1:]}
     page = (tmp_path / "results" / "README.md").read_text()
     for head, section in old_sections.items():
-        if " runs in " in section:  # a measured section: every measured line is still there
+        if " runs in " in section and head != "Rules":  # a measured section: every measured line is still there
             new = page.split(f"\n## {head}\n")[1].split("\n## ")[0]
             assert all(line in new for line in section.splitlines() if " runs in " in line or "ours:" in line)
     assert "kept vit_cifar10's row" in capsys.readouterr().out
-    assert report_script.main(args) == 0 and (tmp_path / "results" / "README.md").read_text() == page
+    assert make_tables.main(args) == 0 and (tmp_path / "results" / "README.md").read_text() == page
 
 
-def test_legacy_rows_and_sections_are_read_as_evidence():
-    section = ("## c\n\n**x.** Status: **CPU proxy only**.\n\n- CPU evidence, experiment `a` (a.yaml)\n"
-               "  - command: `python train.py`\n  - ours: m 1 vs d 0 (test acc, final; n = 3/3); paired gap +1\n"
-               "  - 6 runs in runs/proxies; cpu; finished 2026-11-24\n")
-    from mimetic.analysis.reproduction import legacy_record
-
-    was = legacy_record("c", section)
-    assert was["status"] == "CPU proxy only" and was["measurements"] == {"a": {"runs": 6, "seeds": 3}}
-    row = "| [x](r.md#c) | p | **CPU proxy only** | `a`: m 1 vs d 0 (test acc, final; n = 2/3); gap |"
-    assert legacy_record("c", row)["measurements"] == {"a": {"runs": None, "seeds": 3}}
-    assert less_evidence({"measurements": {"a": {"runs": 6, "seeds": 2}}}, was) is not None
-    assert less_evidence({"measurements": {"a": {"runs": 8, "seeds": 3}}}, was) is None
+def test_less_evidence_compares_every_measurement_of_the_old_record():
+    was = {"measurements": {"a": {"runs": 6, "seeds": 3}, "b": {"runs": None, "seeds": 3}}}
+    assert less_evidence({"measurements": {"a": {"runs": 6, "seeds": 2}, "b": {"runs": 6, "seeds": 3}}}, was)
+    assert less_evidence({"measurements": {"a": {"runs": 8, "seeds": 3}}}, was) == "b: 0 runs, 0 seeds now; 3 seeds " \
+                                                                                  "before"
+    assert less_evidence({"measurements": {"a": {"runs": 8, "seeds": 3}, "b": {"runs": 1, "seeds": 3}}}, was) is None
 
 
 def test_a_missing_base_is_one_error_and_writes_nothing(site, capsys):
     base, out, readme = site
     before = readme.read_text()
-    assert report_script.main([*script_args(base, out, readme)[:4], "--base", str(base / "nowhere"), "--out",
-                               str(out), "--readme", str(readme)]) == 2
+    assert make_tables.main([*script_args(base, out, readme), "--base", str(base / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err and err.count("\n") == 1
     assert not out.exists() and readme.read_text() == before
-    assert report_script.main([*script_args(base, out, readme), "--runs", "nowhere"]) == 2
+    assert make_tables.main([*script_args(base, out, readme), "--runs", "nowhere"]) == 2
     assert not out.exists()
 
 
@@ -371,19 +392,14 @@ def test_every_status_has_one_rule_line():
         assert text.count(f"  - *{status}*: ") == 1
 
 
-def test_the_committed_claims_name_real_paper_numbers_experiments_and_ablations():
-    from mimetic.analysis.ablations import ablation_spec
-
-    claims = load_claims(REPO / "results" / "claims.yaml")
+def test_the_committed_claims_name_real_paper_numbers_tables_and_experiments():
+    specs = load_specs(REPO / "results" / "tables.yaml")
+    claims = load_claims(REPO / "results" / "claims.yaml", specs)  # every table named is declared
     keys = {p.key for p in load_paper_numbers(REPO / "results" / "paper_numbers.yaml")}
     assert {k for c in claims for k in c.paper} <= keys
-    experiments = {p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")}
-    for c in claims:
-        for e in c.evidence:
-            if e.kind == "ablation":
-                ablation_spec(e.name)
-            else:
-                assert e.name in experiments, e.name
-            assert not e.runs, "runs are found by experiment below runs/; no folder list is needed"
+    assert {k for s in specs.tables.values() for k in s.paper or ()} <= keys
+    recipes = Recipes(CONFIGS)
+    for spec in specs.tables.values():  # an experiment file trains it, or its runs are a group with a known recipe
+        assert recipes.exists(spec.experiments[0]) or spec.grid or any("-" in e for e in spec.experiments), spec.name
     readme = (REPO / "README.md").read_text()
-    assert report_script.START in readme and report_script.END in readme
+    assert START in readme and END in readme

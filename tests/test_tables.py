@@ -1,4 +1,5 @@
-"""make_tables: paired statistics from run directories, tables that know their metric."""
+"""make_tables: paired statistics from run directories, tables that know their metric (ad hoc tables: one per
+experiment, each init against default; the declared tables are tests/test_analysis_engine.py's)."""
 
 import json
 import os
@@ -9,13 +10,34 @@ import pytest
 
 from mimetic.analysis import AnalysisError
 from mimetic.analysis.metrics import MetricSpec, metric_spec
+from mimetic.analysis.paper import PaperColumn
 from mimetic.analysis.runs import collect_runs
-from mimetic.analysis.tables import TableSpec, curve_table, group_runs, mean_std, paired_table, summary_table
+from mimetic.analysis.sections import curve_block, pairs_block, rows_block
+from mimetic.analysis.specs import group_runs, load_specs
+from mimetic.analysis.tables import mean_std
 from mimetic.runtime.rundir import ENVIRONMENT, SUMMARY, RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_tables  # noqa: E402
+
+SPECS = load_specs(ROOT / "results" / "tables.yaml")
+
+
+def summary_table(cmp, columns=("n", "final", "paper", "best", "seeds")) -> str:
+    """The per-init table of an ad hoc (experiment layout) section."""
+    return rows_block(SPECS.adhoc(cmp.name), cmp, PaperColumn([], str, cmp.metric.name),
+                      {"head": "init", "columns": list(columns)})[0]
+
+
+def paired_table(cmp) -> str:
+    return pairs_block(SPECS.adhoc(cmp.name), cmp, PaperColumn([], str, cmp.metric.name),
+                       {"columns": ["pairs", "gap", "paper", "ahead"]})[0]
+
+
+def curve_table(cmp) -> str:
+    lines = curve_block(SPECS.adhoc(cmp.name), cmp, {})
+    return lines[2] if lines else ""
 
 
 def write_run(root: Path, init: str, seed: int, curve: list[float], experiment: str | None = "exp", *,
@@ -70,8 +92,8 @@ def test_paired_differences_and_report(tmp_path):
     write_run(runs, "mimetic", 2, [99, 99, 99], done=False)  # unfinished: ignored
     cmp = group_runs(collect_runs(runs))["exp"]
     assert cmp.metric.name == "test_acc" and cmp.metric.higher_is_better  # no primary_metric: accuracy
-    assert cmp.paired_final_diff() == [3, 1]
-    assert cmp.paired_curve_diff()[0][:2] == (6.5, pytest.approx(2.1213, abs=1e-4))
+    assert cmp.paired_final_diff("mimetic", "default") == [3, 1]
+    assert cmp.paired_curve_diff("mimetic", "default")[0][:2] == (6.5, pytest.approx(2.1213, abs=1e-4))
     out = tmp_path / "report.md"
     assert make_tables.main(["--runs", str(runs), "--out", str(out)]) == 0
     text = out.read_text()
@@ -149,14 +171,15 @@ def test_curves_fall_back_to_epoch_when_a_run_has_no_step(tmp_path):
     assert cmp.x_key == "epoch" and curve_table(cmp).startswith("| epoch |")
 
 
-def test_table_spec_chooses_rows_columns_and_metric(tmp_path):
+def test_a_block_shows_the_columns_asked_for(tmp_path):
     for init in ("default", "mimetic", "mimetic_qk"):
         write_run(tmp_path, init, 0, [10.0, 20.0])
     cmp = group_runs(collect_runs(tmp_path))["exp"]
-    table = summary_table(cmp, TableSpec(metric_spec("test_acc"), rows=("mimetic_qk",), columns=("n", "final")))
-    assert table.splitlines() == ["| init | n | final test acc (%) |", "|---|---|---|", "| mimetic_qk | 1 | 20.00 |"]
-    with pytest.raises(AnalysisError, match="unknown table column"):
-        summary_table(cmp, TableSpec(metric_spec("test_acc"), columns=("gap",)))
+    table = summary_table(cmp, ("n", "final"))
+    assert table.splitlines() == ["| init | n | final test acc (%) |", "|---|---|---|", "| default | 1 | 20.00 |",
+                                  "| mimetic | 1 | 20.00 |", "| mimetic_qk | 1 | 20.00 |"]
+    with pytest.raises(AnalysisError, match="unknown table column 'gaps'"):
+        summary_table(cmp, ("gaps",))
 
 
 def test_metric_option_tabulates_another_metric(tmp_path):
@@ -173,3 +196,9 @@ def test_best_of_another_metric_uses_that_metrics_direction(tmp_path):
                                   {"epoch": 2, "test_ppl": 20.0, "test_acc": 45.0}])
     cmp = group_runs(collect_runs(tmp_path))["lm"]
     assert cmp.best("default", "test_acc") == [45.0] and cmp.best("default") == [20.0]
+
+
+def test_each_row_is_in_order_and_the_other_inits_follow_by_name(tmp_path):
+    for init in ("zeta", "mimetic", "alpha", "default"):
+        write_run(tmp_path, init, 0, [1.0, 2.0])
+    assert group_runs(collect_runs(tmp_path))["exp"].labels == ["default", "mimetic", "alpha", "zeta"]

@@ -1,10 +1,14 @@
-"""Run collection, paired-seed statistics, tables that know their metric, paper numbers, figures.
+"""One table engine: run collection, declarative table specs, paired-seed statistics, sections, the report.
 
-``scripts/make_tables.py`` is the command line over this package. Modules, in reading order:
-``runs`` (finished run directories, read through ``mimetic.runtime.rundir``), ``metrics``
-(what a number means: direction, digits, unit), ``tables`` (comparisons and table specs),
-``paper`` (results/paper_numbers.yaml), ``report`` (markdown sections merged per experiment),
-``outputs`` (fingerprints and the never-overwrite-other-results guard), ``figures``.
+``scripts/make_tables.py`` is the command line over this package (``scripts/make_figures.py`` draws the
+figures made from models). Modules, in reading order: ``runs`` (finished run directories, read through
+``mimetic.runtime.rundir``), ``metrics`` (what a number means: direction, digits, unit), ``tables``
+(rows paired by seed, means, gaps, t-intervals, conflicts), ``specs`` (results/tables.yaml: which runs,
+rows, baseline, recipe and commands make a table), ``sections`` (a table's markdown, merged into a
+results file), ``claims`` (results/claims.yaml: the reproduction report's statuses, on the same tables),
+``paper`` (results/paper_numbers.yaml), ``outputs`` (stamps, evidence and the write guard), ``figures``
+and the figure modules drawn from models (``products``, ``product_figures``, ``attention_figures``,
+``conv_figures``, ``run_models``).
 """
 
 from mimetic.errors import MimeticError

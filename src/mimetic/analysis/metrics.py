@@ -83,6 +83,8 @@ for _spec in (
     MetricSpec("test_ppl", False, 2, "", "test perplexity"),
     MetricSpec("val_ppl", False, 2, "", "val perplexity"),
     MetricSpec("test_word_ppl", False, 2, "", "test word-level perplexity"),
+    MetricSpec("test_ppl_at_best_val", False, 2, "", "test perplexity at the best val evaluation"),
+    MetricSpec("test_acc_at_best_val", True, 2, "%", "test acc at the best val evaluation", "pp"),
 ):
     register_metric(_spec)
 

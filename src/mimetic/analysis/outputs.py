@@ -1,24 +1,49 @@
-"""Never replace results made from other inputs: fingerprints, stamps and the write guard.
+"""Never replace results made from other inputs, nor measured results with less evidence.
 
 Everything the analysis writes carries a stamp, the fingerprint of the inputs it was made
 from (for a table section and its figure: the runs' keys, config hashes, summaries and
-metrics; for a notebook figure: its input tensor and options). A file may be replaced
-when it is new or its stamp equals the new one (regenerating from the same inputs), or
-when the user says ``--overwrite``; anything else, e.g. a committed figure made from
-other runs or before stamps existed, is refused before a single file is written.
+metrics; for a step-0 figure: its input tensor and options), and, where runs made it, its
+evidence: how many runs and seeds. A result may be replaced when it is new or its stamp equals
+the new one (regenerating from the same inputs). One that rests on more runs or seeds than the new
+one would is kept (run directories are never committed: a fresh clone has none), unless the user
+says ``--replace-with-less``; any other, e.g. a committed figure made from other runs or before
+stamps existed, is replaced only with ``--overwrite``, and refused before a single file is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mimetic.analysis import AnalysisError
 
 STAMP_KEY = "mimetic-inputs"  # PNG text chunk holding the fingerprint
+EVIDENCE_KEY = "mimetic-evidence"  # PNG text chunk: "runs 9, seeds 3"
+_EVIDENCE = re.compile(r"runs (\d+), seeds (\d+)")
+
+
+def evidence_text(evidence: dict) -> str:
+    return f"runs {evidence['runs']}, seeds {evidence['seeds']}"
+
+
+def parse_evidence(text: str | None) -> dict | None:
+    found = _EVIDENCE.search(text or "")
+    return {"runs": int(found.group(1)), "seeds": int(found.group(2))} if found else None
+
+
+def fewer(new: dict | None, old: dict | None) -> str | None:
+    """Why ``new`` rests on less than ``old`` (fewer runs or seeds), or None."""
+    if new is None or not old:
+        return None
+    if new["runs"] < old["runs"] or new["seeds"] < old["seeds"]:
+        return f"{evidence_text(new)} now; {evidence_text(old)} before"
+    return None
 
 
 def fingerprint(payload: object) -> str:
@@ -27,19 +52,42 @@ def fingerprint(payload: object) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def png_stamp(path: Path) -> str | None:
-    """The fingerprint stored in a PNG written by ``save_figure`` (None: none, or not a PNG)."""
+def _png_text(path: Path, key: str) -> str | None:
     try:
         from PIL import Image
 
         with Image.open(path) as image:
-            return (getattr(image, "text", None) or {}).get(STAMP_KEY)
+            return (getattr(image, "text", None) or {}).get(key)
     except (OSError, ValueError, ImportError):
         return None
 
 
-def save_figure(fig, path: Path, stamp: str, dpi: int | None = None, pdf: bool = True) -> None:
-    """Save a matplotlib figure as PNG with its stamp, and (``pdf``) as a vector PDF beside it.
+def png_stamp(path: Path) -> str | None:
+    """The fingerprint stored in a PNG written by ``save_figure`` (None: none, or not a PNG)."""
+    return _png_text(path, STAMP_KEY)
+
+
+def png_evidence(path: Path) -> dict | None:
+    """The runs and seeds a PNG was drawn from (None: not recorded, e.g. drawn before evidence was)."""
+    return parse_evidence(_png_text(path, EVIDENCE_KEY))
+
+
+_EVIDENCE_NOW: contextvars.ContextVar[dict | None] = contextvars.ContextVar("figure_evidence", default=None)
+
+
+@contextlib.contextmanager
+def figure_evidence(evidence: dict | None):
+    """Figures saved inside record ``evidence`` (for drawing functions that do not take it themselves)."""
+    token = _EVIDENCE_NOW.set(evidence)
+    try:
+        yield
+    finally:
+        _EVIDENCE_NOW.reset(token)
+
+
+def save_figure(fig, path: Path, stamp: str, dpi: int | None = None, pdf: bool = True,
+                evidence: dict | None = None) -> None:
+    """Save a matplotlib figure as PNG with its stamp (and evidence), and (``pdf``) as a vector PDF beside it.
 
     Each file is written atomically (a crash leaves the old one). The PNG's stamp is what
     ``decide_figure`` reads; the PDF carries the same stamp in its Keywords and no creation
@@ -47,7 +95,9 @@ def save_figure(fig, path: Path, stamp: str, dpi: int | None = None, pdf: bool =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save_atomic(fig, path, format="png", dpi=dpi, metadata={STAMP_KEY: stamp})
+    evidence = evidence or _EVIDENCE_NOW.get()
+    metadata = {STAMP_KEY: stamp, **({EVIDENCE_KEY: evidence_text(evidence)} if evidence else {})}
+    _save_atomic(fig, path, format="png", dpi=dpi, metadata=metadata)
     if pdf:
         _save_atomic(fig, path.with_suffix(".pdf"), format="pdf", dpi=dpi,
                      metadata={"Keywords": f"{STAMP_KEY}:{stamp}", "CreationDate": None})
@@ -64,34 +114,51 @@ def _save_atomic(fig, path: Path, **savefig) -> None:
 
 @dataclass
 class Decision:
-    """What writing ``path`` (or the ``what`` inside it) would do: new, same inputs, overwrite or refused."""
+    """What writing ``path`` (or the ``what`` inside it) would do: new, same inputs, kept (the old one rests on
+    more evidence), less (replaced with less, as asked), overwrite or refused."""
 
     path: Path
     action: str
     what: str = ""  # "section proxy_digits", "figure"
-    why: str = ""  # for overwrite / refused: what the existing file was made from
+    why: str = ""  # for kept / less / overwrite / refused: what the existing result rests on
 
     @property
     def refused(self) -> bool:
         return self.action == "refused"
 
+    @property
+    def writes(self) -> bool:
+        return self.action in ("new", "same inputs", "less", "overwrite")
+
+    def kept_line(self) -> str:
+        label = f"{self.what} in {self.path}" if self.what and self.what != "figure" else str(self.path)
+        return f"kept {label}: the new one would rest on less ({self.why}); --replace-with-less replaces it"
+
 
 def decide(path: Path, new_stamp: str, old_stamp: str | None, overwrite: bool, what: str = "",
-           exists: bool | None = None) -> Decision:
-    """Whether something stamped ``old_stamp`` may be replaced by one made from inputs ``new_stamp``."""
+           exists: bool | None = None, evidence: dict | None = None, old_evidence: dict | None = None,
+           replace_with_less: bool = False) -> Decision:
+    """Whether something stamped ``old_stamp`` (resting on ``old_evidence``) may be replaced by one made from
+    inputs ``new_stamp`` (resting on ``evidence``)."""
     path = Path(path)
     if not (path.exists() if exists is None else exists):
         return Decision(path, "new", what)
     if old_stamp == new_stamp:
         return Decision(path, "same inputs", what)
+    less = fewer(evidence, old_evidence)
+    if less:
+        return Decision(path, "less" if replace_with_less else "kept", what, less)
     label = f"{path}{f' ({what})' if what else ''}"
     why = (f"{label} was made from other inputs (stamp {old_stamp}, now {new_stamp})" if old_stamp
            else f"{label} carries no stamp of the inputs it was made from (written by hand or by an older version)")
-    return Decision(path, "overwrite" if overwrite else "refused", what, why)
+    return Decision(path, "overwrite" if overwrite or replace_with_less else "refused", what, why)
 
 
-def decide_figure(path: Path, stamp: str, overwrite: bool) -> Decision:
-    return decide(path, stamp, png_stamp(path) if Path(path).exists() else None, overwrite, "figure")
+def decide_figure(path: Path, stamp: str, overwrite: bool, evidence: dict | None = None,
+                  replace_with_less: bool = False) -> Decision:
+    exists = Path(path).exists()
+    return decide(path, stamp, png_stamp(path) if exists else None, overwrite, "figure", exists, evidence,
+                  png_evidence(path) if exists else None, replace_with_less)
 
 
 def refusal(decisions: list[Decision], elsewhere: str) -> AnalysisError:

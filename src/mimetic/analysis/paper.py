@@ -103,8 +103,9 @@ class PaperColumn:
     """The paper numbers of one comparison, as table cells with footnote markers ``[p1]``."""
 
     def __init__(self, numbers: list[PaperNumber], lookup: Callable[[str], str | None], metric: str,
-                 digits: int = 2, where: str = "results/paper_numbers.yaml"):
-        self.numbers = [n for n in numbers if n.applies(lookup, metric)]
+                 digits: int = 2, where: str = "results/paper_numbers.yaml", check: bool = True):
+        # check=False: numbers a table's spec names itself (paper: [keys]); only their metric must match
+        self.numbers = [n for n in numbers if (n.applies(lookup, metric) if check else metric in n.metrics)]
         self.digits = digits
         self.where = where
         self._markers: dict[str, str] = {}
