@@ -319,3 +319,41 @@ def test_the_one_command_writes_a_new_table_beside_the_committed_ones(tmp_path, 
     assert (tmp_path / "results" / "proxy.md").read_bytes() == proxy
     assert make_tables.main(argv) == 0  # the same runs again: nothing changes
     assert "successors.md unchanged" in capsys.readouterr().out
+
+
+def test_the_merged_conv_table_replaces_the_twins_sections_only_with_more_evidence(tmp_path, capsys):
+    """proxy_conv_cifar_slice (trained and frozen, one table) supersedes its frozen twin's section and the old
+    conv_compare.py output once its runs outnumber theirs; the hand-written sections stay."""
+    shutil.copy(REPO / "results" / "conv_proxy.md", tmp_path / "conv_proxy.md")
+    arms = {"default": {}, "dw_covariance": {"sigma_first": 0.25, "sigma_last": 1.0},
+            "dw_iid": {"sigma_first": 0.01, "sigma_last": 0.01}, "dw_covariance_transfer_proxy": {
+                "path": "results/conv_proxy_covariance.pt", "kernel_map": "resize", "rescale": "default"}}
+
+    def runs(seeds):
+        for seed in seeds:
+            for arm, options in arms.items():
+                for frozen in (False, True):
+                    init = {"dw_iid": "dw_covariance", "dw_covariance_transfer_proxy": "dw_covariance_transfer"}.get(
+                        arm, arm)
+                    end = 45.0 - (arm != "default") * 2 - frozen * 3 + seed
+                    write_run(tmp_path / "runs", init, seed, [25.0, end], "proxy_conv_cifar_slice",
+                              name=f"{arm}-{frozen}-{seed}", config={
+                                  "init": {"name": init, **options},
+                                  "model": {"name": "convmixer_micro", "freeze_depthwise": frozen}},
+                              overrides=["experiment=proxy_conv_cifar_slice", f"seed={seed}", f"init={arm}",
+                                         f"model.freeze_depthwise={str(frozen).lower()}"])
+
+    argv = ["--tables", "proxy_conv_cifar_slice", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path),
+            "--overwrite"]
+    runs([0, 1])  # 16 runs: fewer than the 18 of the two sections it would replace
+    assert make_tables.main(argv) == 0
+    assert "kept section proxy_conv_cifar_slice" in capsys.readouterr().out
+    assert (tmp_path / "conv_proxy.md").read_bytes() == (REPO / "results" / "conv_proxy.md").read_bytes()
+    runs([2])
+    assert make_tables.main(argv) == 0
+    names = [s.name for s in split_report((tmp_path / "conv_proxy.md").read_text())[1]]
+    assert names == ["proxy_conv_cifar_slice", "Choosing sigma on a validation split (never on test)"]
+    text = (tmp_path / "conv_proxy.md").read_text()
+    assert "| dw_iid, frozen − default, frozen | 3 | -2.00 ± 0.00 | [-2.00, -2.00] | 0/3 |" in text
+    assert "| dw_covariance_transfer_proxy, trained − dw_covariance, trained | 3 | +0.00 ± 0.00 |" in text
+    assert "| **default, trained** (baseline) | 3 | 46.00 ± 1.00 |" in text

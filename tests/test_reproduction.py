@@ -238,11 +238,12 @@ def test_the_gap_to_pretrained_needs_all_three_inits_and_reports_the_share_close
     assert results["near"].status == REPRODUCED  # mimetic ahead of default, not clearly behind pre-trained
     assert results["far"].status == SMALLER  # ahead of default, clearly behind pre-trained
     assert results["half"].status == TOO_FEW_SEEDS  # no pre-trained runs: nothing to close
-    extra = results["near"].paper_scale.extra()
+    extra, share = results["near"].paper_scale.extra()
     assert len(extra) == 1 and "pretrained_attention − default: +5.33 ± 1.15 pp" in extra[0]
     assert "mimetic closes 88% of the pretrained_attention − default gap (pooled; per seed: 83%, 83%, 100%)" \
         in extra[0]
-    assert "no pretrained_attention runs on recipe" in results["half"].paper_scale.extra()[0]
+    assert share == "mimetic closes 88% of the gap to pretrained_attention"
+    assert "no pretrained_attention runs on recipe" in results["half"].paper_scale.extra()[0][0]
 
 
 def test_the_committed_gap_claim_compares_mimetic_default_and_pretrained():

@@ -93,7 +93,7 @@ def test_paired_differences_and_report(tmp_path):
     cmp = group_runs(collect_runs(runs))["exp"]
     assert cmp.metric.name == "test_acc" and cmp.metric.higher_is_better  # no primary_metric: accuracy
     assert cmp.paired_final_diff("mimetic", "default") == [3, 1]
-    assert cmp.paired_curve_diff("mimetic", "default")[0][:2] == (6.5, pytest.approx(2.1213, abs=1e-4))
+    assert mean_std(cmp.curve_diffs("mimetic", "default")[0])[:2] == (6.5, pytest.approx(2.1213, abs=1e-4))
     out = tmp_path / "report.md"
     assert make_tables.main(["--runs", str(runs), "--out", str(out)]) == 0
     text = out.read_text()

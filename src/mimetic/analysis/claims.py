@@ -265,10 +265,6 @@ class Measured:
         return "paper scale" if self.paper_scale else self.evidence.key
 
     @property
-    def tier(self) -> str:
-        return "paper scale" if self.paper_scale else "CPU proxy"
-
-    @property
     def counted(self) -> bool:
         return self.cmp is not None and bool(self.cmp.runs)
 
@@ -332,16 +328,16 @@ class Measured:
             text += f", 95% CI [{m.format(iv.lo, signed=True)}, {m.format(iv.hi, signed=True)}]"
         return text + f", {a} ahead on {ahead}/{self.pairs} seeds"
 
-    def extra(self) -> list[str]:
-        """The gap to the reference, when the claim has one."""
+    def extra(self) -> tuple[list[str], str]:
+        """The gap to the reference, when the claim has one: the section's line, and the table's few words."""
         e, ref = self.evidence, self.evidence.reference
         if self.cmp is None or not ref:
-            return []
+            return [], ""
         if ref not in self.cmp.rows:
             return [f"no {ref} runs on recipe: the share of the gap closed needs them; train them with "
-                    f"`{self.command}`"]
+                    f"`{self.command}`"], ""
         if not self.pairs:
-            return []
+            return [], ""
         (a, b), m = e.compare, self.cmp.metric
         unit = f" {m.gap_unit or m.unit}".rstrip()
         span, to_ref = t_interval(self._diffs(ref, b)), self.interval(ref)
@@ -352,15 +348,8 @@ class Measured:
             line += f", 95% CI [{m.format(to_ref.lo, signed=True)}, {m.format(to_ref.hi, signed=True)}]"
         share = "–" if math.isnan(ratio) else f"{ratio:.0%}"
         return [line + f"; {a} closes {share} of the {ref} − {b} gap (pooled; per seed: "
-                f"{', '.join('–' if math.isnan(v) else f'{v:.0%}' for v in per_seed)})"]
-
-    def share_text(self) -> str:
-        """``closes 88% of the gap to pretrained_attention``, when there is a reference and paired seeds."""
-        e = self.evidence
-        if self.cmp is None or not e.reference or not self.pairs:
-            return ""
-        ratio = gap_closed(self.cmp, e.compare[1], e.compare[0], e.reference, self.seeds)[0]
-        return f"{e.compare[0]} closes {'–' if math.isnan(ratio) else f'{ratio:.0%}'} of the gap to {e.reference}"
+                f"{', '.join('–' if math.isnan(v) else f'{v:.0%}' for v in per_seed)})"], \
+            f"{a} closes {share} of the gap to {ref}"
 
     def provenance(self) -> str:
         if not self.counted:
@@ -489,12 +478,11 @@ def table_row(r: ClaimResult, link: str = "") -> str:
     if m is None:
         ours = "–"
     elif m.counted:
-        ours = f"{m.tier}, `{m.key}`: {m.line()}"
-        if m.share_text():
-            ours += f"; {m.share_text()} (pooled)"
+        tier = "paper scale" if m.paper_scale else "CPU proxy"
+        ours = f"{tier}, `{m.key}`: {m.line()}" + (f"; {m.extra()[1]} (pooled)" if m.extra()[1] else "")
     else:
         counted = m.missing if m.missing.startswith("cannot") else "not counted"
-        ours = f"{m.tier}, `{m.key}`: {len(m.found)} runs, {counted}"
+        ours = f"{'paper scale' if m.paper_scale else 'CPU proxy'}, `{m.key}`: {len(m.found)} runs, {counted}"
         if m.off:
             ours += f"; they {'; '.join(m.off[0].why)}"
     anchor = f"[{r.claim.claim}]({link}#{r.claim.id})"
@@ -506,7 +494,7 @@ def _table(rows: list[str]) -> str:
 
 
 def _measured_lines(m: Measured, label: str) -> list[str]:
-    lines = [f"  - {label}: {m.line()}", *(f"  - {x}" for x in m.extra())]
+    lines = [f"  - {label}: {m.line()}", *(f"  - {x}" for x in m.extra()[0])]
     if m.counted:
         lines.append(f"  - {m.provenance()}")
         if m.pairs < MIN_SEEDS:

@@ -126,7 +126,9 @@ class PaperColumn:
         return " · ".join(cells)
 
     def footnotes(self) -> list[str]:
-        """One line per number printed in the tables: what it is and where it comes from."""
+        """One line per number that applies (those printed in the tables first): what it is and its source."""
+        for number in self.numbers:
+            self._mark(number)
         by_key = {n.key: n for n in self.numbers}
         return [f"{mark} {by_key[key].describe()} — source: {by_key[key].source} (`{key}` in {self.where})"
                 for key, mark in self._markers.items()]

@@ -195,8 +195,9 @@ def curve_block(spec: TableSpec, cmp: Comparison, options: dict) -> list[str]:
     a, b = options.get("a", "mimetic"), options.get("b", spec.baseline_label)
     if a not in cmp.rows or b not in cmp.rows or not cmp.xs():
         return []
+    gaps = map(mean_std, cmp.curve_diffs(a, b))
     rows = [[str(x), m.format(*sb[:2]), m.format(*sa[:2]), m.format(d[0], d[1], signed=True)]
-            for x, sb, sa, d in zip(cmp.xs(), cmp.curve_stats(b), cmp.curve_stats(a), cmp.paired_curve_diff(a, b))]
+            for x, sb, sa, d in zip(cmp.xs(), cmp.curve_stats(b), cmp.curve_stats(a), gaps)]
     table = markdown([cmp.x_key, f"{b} {m.title}", f"{a} {m.title}", f"paired gap ({a} − {b})"], rows)
     return [f"{m.title[0].upper()}{m.title[1:]} at every {cmp.x_key}:", "", table, ""]
 

@@ -182,9 +182,6 @@ class Comparison:
                     for s in self.paired_seeds(a, b)]
         return [[d[i] for d in per_seed] for i in range(len(xs))]
 
-    def paired_curve_diff(self, a: str, b: str, key: str | None = None) -> list[tuple[float, float, int]]:
-        return [mean_std(d) for d in self.curve_diffs(a, b, key)]
-
 
 def comparison_metric(runs: list[Run], name: str | None = None, higher_is_better: bool | None = None) -> MetricSpec:
     """The metric the runs report (``primary_metric``; ``test_acc`` for older runs), or ``name``."""
