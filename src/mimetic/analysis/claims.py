@@ -1,17 +1,9 @@
-"""The reproduction report: per claim of the papers, the paper's number, ours, and a status.
+"""The reproduction report: per claim of the papers (results/claims.yaml), the paper's number, ours, a status.
 
-``results/claims.yaml`` lists the claims (SPEC §4), the table (results/tables.yaml) whose runs test
-each at paper scale, the claimed effect size where the paper gives one, and the CPU tables that bear
-on it, each with the two rows it compares. The tables are the ones ``make_tables.py`` renders, made
-by the same engine (``analysis.specs``): the same runs, the same recipe check, the same statistics.
-Every claim gets one status by the ``RULES`` below, which the page prints one line per status.
-
-Nothing is typed in by hand: a claim whose runs are missing says so instead of a number, and its
-command is derived from the table's experiment. A page is regenerated claim by claim
-(:func:`merge_page`, :func:`merge_block`): each claim carries a machine-readable evidence record, and
-a claim whose new evidence rests on fewer runs or seeds than the record it would replace keeps its
-old row and section (``replace_with_less`` to drop it), because run directories are never committed
-and a fresh clone has none; a row or section without a record is replaced.
+A claim names tables of results/tables.yaml and two of their rows: the same runs, recipe check and statistics
+as the tables ``make_tables.py`` renders. Every claim gets one status by ``RULES``, which the page prints. Each
+claim's section and README's row carry an evidence record; a claim whose new evidence rests on fewer runs or
+seeds keeps its old row and section (``replace_with_less`` replaces them): a fresh clone has no run directories.
 """
 
 from __future__ import annotations
@@ -553,17 +545,12 @@ def _cells(row: str) -> list[str]:
 
 
 def _rows(text: str, claims: list[Claim]) -> dict[str, str]:
-    by_text = {c.claim: c.id for c in claims}
-    ids = {c.id for c in claims}
-    out = {}
+    """The status table's rows by claim id (read off the link of their first cell)."""
+    ids, out = {c.id for c in claims}, {}
     for line in text.splitlines():
-        if not line.startswith("| ") or line.startswith("| claim |"):
-            continue
-        first = _cells(line)[0]
-        link = re.search(r"\]\([^)]*#([\w-]+)\)", first)
-        claim_id = link.group(1) if link and link.group(1) in ids else by_text.get(first)
-        if claim_id:
-            out[claim_id] = line
+        link = re.search(r"\]\([^)]*#([\w-]+)\)", _cells(line)[0]) if line.startswith("| [") else None
+        if link and link.group(1) in ids:
+            out[link.group(1)] = line
     return out
 
 

@@ -1,8 +1,5 @@
-"""Figures of one table: curves with seed bands, the final metric per row with every seed shown, a two-factor
-heat map.
-
-Also the one place figures get pyplot from (headless: the Agg backend), so every figure
-module draws the same way on a machine without a display.
+"""A table's figures (curves with seed bands, bars with every seed, a two-factor heat map), and the one place
+figures get pyplot from (the Agg backend: every figure module draws the same way without a display).
 """
 
 from __future__ import annotations

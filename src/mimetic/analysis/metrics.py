@@ -89,10 +89,6 @@ for _spec in (
     register_metric(_spec)
 
 
-def known_metrics() -> list[str]:
-    return sorted(_REGISTRY)
-
-
 def metric_spec(name: str, higher_is_better: bool | None = None) -> MetricSpec:
     """The registered spec of ``name``; an unregistered name needs its direction.
 
@@ -103,7 +99,7 @@ def metric_spec(name: str, higher_is_better: bool | None = None) -> MetricSpec:
     if spec is None:
         if higher_is_better is None:
             raise AnalysisError(
-                f"unknown metric {name!r}: known ones are {', '.join(known_metrics())}; "
+                f"unknown metric {name!r}: known ones are {', '.join(sorted(_REGISTRY))}; "
                 "a run's summary.json can name another one with primary_metric and higher_is_better"
             )
         return MetricSpec(name, bool(higher_is_better))

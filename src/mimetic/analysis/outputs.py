@@ -1,13 +1,9 @@
-"""Never replace results made from other inputs, nor measured results with less evidence.
+"""Never replace results made from other inputs, nor measured results with less evidence (``decide``).
 
-Everything the analysis writes carries a stamp, the fingerprint of the inputs it was made
-from (for a table section and its figure: the runs' keys, config hashes, summaries and
-metrics; for a step-0 figure: its input tensor and options), and, where runs made it, its
-evidence: how many runs and seeds. A result may be replaced when it is new or its stamp equals
-the new one (regenerating from the same inputs). One that rests on more runs or seeds than the new
-one would is kept (run directories are never committed: a fresh clone has none), unless the user
-says ``--replace-with-less``; any other, e.g. a committed figure made from other runs or before
-stamps existed, is replaced only with ``--overwrite``, and refused before a single file is written.
+Everything the analysis writes carries a stamp, the fingerprint of its inputs, and, where runs made it, its
+evidence (runs, seeds). A result is replaced when new or made from the same inputs; one resting on more runs or
+seeds than the new one is kept (a fresh clone has no runs) unless ``--replace-with-less``; any other only with
+``--overwrite``, refused (before a single file is written) otherwise.
 """
 
 from __future__ import annotations

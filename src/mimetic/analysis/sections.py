@@ -11,10 +11,8 @@ evaluation), ``grid`` (a two-factor table), ``within`` (one factor's two values 
 the others), ``share`` (the part of a gap a row closes), ``copied_attention``, ``figures`` and ``recorded``
 (the commands the runs recorded).
 
-A section carries a stamp (the fingerprint of its runs) and its evidence (runs, seeds). Writing it into
-an existing file replaces the same-named section (and those its spec ``replaces``) only when it is made
-from the same runs, or from other runs with ``--overwrite``; a section that would rest on fewer runs or
-seeds is kept as it is unless ``--replace-with-less``. Sections of other tables are kept as they are.
+A section carries a stamp (its runs' fingerprint) and its evidence (runs, seeds); ``merge_report`` writes it
+into a results file by the rules of ``analysis.outputs.decide``, keeping the sections of other tables.
 """
 
 from __future__ import annotations
@@ -397,8 +395,7 @@ def render_section(result: TableResult, ctx: Context) -> Section:
     paper = paper_column(spec, cmp, ctx)
     stamp = f"{runs_fingerprint(cmp.runs)}; {evidence_text(result.evidence)}"
     lines = [f"## {spec.heading}", _STAMP.format(stamp), ""]
-    for block in spec.blocks:
-        o, kind = block.options, block.kind
+    for kind, o in spec.blocks:
         if kind == "title":
             lines += [f"**{spec.title}.**", ""] if spec.title else []
         elif kind == "provenance":

@@ -1,19 +1,12 @@
-"""Table specs (results/tables.yaml) and what they select: runs, rows, the recipe, the commands.
+"""Table specs (results/tables.yaml, whose header is the schema) and what they select: runs, rows, recipe, commands.
 
-A spec names the experiments whose runs make a table (old names included, as ``aliases`` with the
-config values they stand for), filters on config values (``where``), the config keys that name a row
-(``rows``: factors with a label format), the baseline row, the metric (by default the runs'
-``primary_metric`` and direction), the paper numbers beside it and the blocks it shows. This module
-turns a spec and the runs found into a ``TableResult``: the runs selected, those of another recipe
-(listed, never counted), and a ``Comparison`` of the rest.
-
-The recipe is the experiment file: a run counts when ``trainer.smoke`` is off and each of its recorded
-command-line overrides (``_run.overrides``) touches only the experiment grid's keys
-(``hydra.sweeper.params``), the table's row factors, ``init``, ``seed``, keys outside the run identity
-(``NOT_IN_RUN_KEY``) or where an init reads its weights (``init.checkpoint``, ``init.path``) — or sets
-a key to the value the experiment (with the run's own init) already gives it. The runs counted must then
-agree on every other config value and on the data's fingerprint (``recipe_differences``). Commands are
-derived from the experiment name: ``python train.py -m experiment=NAME`` trains the grid of its file.
+``tabulate`` turns a spec and the runs found into a ``TableResult``: the runs selected, those of another
+recipe (listed, never counted) and a ``Comparison`` of the rest. The recipe is the experiment file: a run
+counts when ``trainer.smoke`` is off and each recorded command-line override (``_run.overrides``) touches only
+the grid's keys (``hydra.sweeper.params``), the row factors, ``init``, ``FREE_KEYS`` (seed, keys outside the
+run identity, where an init reads its weights), or sets a key to the value the experiment (with the run's init)
+gives it; the runs counted must then agree on every other config value and on the data's fingerprint.
+Commands are derived from the experiment's name: ``python train.py -m experiment=NAME`` trains its grid.
 """
 
 from __future__ import annotations
@@ -87,12 +80,6 @@ class Factor:
         return (at[0] if at else len(self.values), tuple(text(v) for v in values))
 
 
-@dataclass(frozen=True)
-class Block:
-    kind: str
-    options: dict = field(default_factory=dict)
-
-
 @dataclass
 class TableSpec:
     name: str
@@ -112,7 +99,7 @@ class TableSpec:
     paper: tuple[str, ...] | None = None  # keys of results/paper_numbers.yaml (None: those that apply)
     prefer: str | None = None
     replaces: tuple[str, ...] = ()  # older section headings this table's section supersedes
-    blocks: tuple[Block, ...] = ()
+    blocks: tuple[tuple[str, dict], ...] = ()  # (kind, options)
     figures: dict = field(default_factory=lambda: {"curves": "{name}_{metric}"})
     notes: tuple[str, ...] = ()
     adhoc: bool = False  # made on the fly for an experiment without a spec: every run counts
@@ -173,14 +160,14 @@ def _factor(entry) -> Factor:
     return Factor(keys, entry.get("format", "{}"), str(entry.get("sep", ", ")), tuple(_as_list(entry.get("values"))))
 
 
-def _blocks(entries) -> tuple[Block, ...]:
+def _blocks(entries) -> tuple[tuple[str, dict], ...]:
     out = []
     for entry in entries or []:
         if isinstance(entry, str):
-            out.append(Block(entry))
+            out.append((entry, {}))
         elif isinstance(entry, dict) and len(entry) == 1:
             kind, options = next(iter(entry.items()))
-            out.append(Block(kind, options if isinstance(options, dict) else {"columns": options}))
+            out.append((kind, options if isinstance(options, dict) else {"columns": options}))
         else:
             raise ValueError(f"a block is a name or {{name: options}}, got {entry!r}")
     return tuple(out)

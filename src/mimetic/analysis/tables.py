@@ -1,11 +1,8 @@
-"""Paired-seed statistics over the rows of a table: the one implementation every table and the report use.
+"""Paired-seed statistics over a table's rows, the one implementation every table and the report use.
 
-A ``Comparison`` holds a table's finished runs, one row per label (an init, or a setting of config
-values), paired by seed, with the ``MetricSpec`` its runs report (``summary.json``'s
-``primary_metric``). Means are over seeds with the sample std; gaps are paired by seed (row −
-baseline, per seed); their 95% t-interval is ``t_interval``; "ahead" follows the metric's direction
-(for perplexity, lower). Two runs in one (row, seed) slot are a ``Conflict``, reported with how they
-differ, unless ``prefer`` picks the newest or oldest.
+A ``Comparison`` holds a table's runs, one row per label, paired by seed, with the ``MetricSpec`` they report:
+means over seeds with the sample std, gaps paired by seed, their 95% ``t_interval``, "ahead" in the metric's
+direction. Two runs in one (row, seed) slot are a ``Conflict``, reported with how they differ, unless ``prefer``.
 """
 
 from __future__ import annotations
