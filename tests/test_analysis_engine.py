@@ -357,3 +357,34 @@ def test_the_merged_conv_table_replaces_the_twins_sections_only_with_more_eviden
     assert "| dw_iid, frozen − default, frozen | 3 | -2.00 ± 0.00 | [-2.00, -2.00] | 0/3 |" in text
     assert "| dw_covariance_transfer_proxy, trained − dw_covariance, trained | 3 | +0.00 ± 0.00 |" in text
     assert "| **default, trained** (baseline) | 3 | 46.00 ± 1.00 |" in text
+
+
+def test_the_filters_block_measures_the_structure_of_each_rows_trained_filters(tmp_path, configs):
+    """The conv proxies' gate: mean neighbour-tap correlation per depthwise layer, from each run's checkpoint."""
+    import torch
+
+    from mimetic.init.covariance import gaussian_covariance, sample_filters
+
+    def conv_run(init, seed, sigma):
+        path = toy_run(tmp_path / "runs", init, seed, [40.0, 50.0 + seed])
+        g = torch.Generator().manual_seed(seed)
+        # two depthwise layers of 32 channels, 5x5 taps: smooth (sigma) or i.i.d. (sigma ~ 0)
+        state = {"stem.weight": torch.zeros(32, 3, 2, 2)}  # a layer that outputs the 32 channels they filter
+        for i in range(2):
+            filters = sample_filters(gaussian_covariance(5, sigma), 32, 1.0, g)
+            state[f"blocks.{i}.dw.weight"] = filters.reshape(32, 1, 5, 5)
+        state["head.weight"] = torch.zeros(10, 32)
+        torch.save({"format_version": 2, "model": state}, path / "checkpoint.pt")
+
+    for seed in (0, 1):
+        conv_run("default", seed, 1e-3)
+        conv_run("mimetic", seed, 1.5)  # any init name will do: the block reads filters, not the init
+    spec = {"file": "c.md", "experiments": ["toy"], "rows": [{"key": "init", "values": ["default", "mimetic"]}],
+            "baseline": {"init": "default"}, "blocks": [{"filters": {"rows": {"init": ["default", "mimetic"]}}}]}
+    text = render_section(table(tmp_path, configs, spec), Context(recipes=Recipes(configs))).text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["row"] == "| row | n | layer 1 | layer 2 | deeper half |"
+    smooth = [float(x) for x in rows["mimetic"].strip("| ").split(" | ")[2:]]
+    iid = [float(x) for x in rows["default"].strip("| ").split(" | ")[2:]]
+    assert rows["mimetic"].startswith("| mimetic | 2 |") and all(v > 0.6 for v in smooth)  # exp(-1/4.5) = 0.80
+    assert all(abs(v) < 0.15 for v in iid)
