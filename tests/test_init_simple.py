@@ -53,8 +53,9 @@ def assert_simple_products(model, before, c=None, balanced=False):
 def test_mimetic_simple_on_a_timm_vit_sets_only_keys_and_values():
     model = make_vit(dim=96, heads=3, depth=2)
     before_state, before = state_snapshot(model), weights(model)
-    report = mimetic_simple_(model)
+    report = mimetic_simple_(model, c=None)  # matched: per layer, the VO mean diagonal is mimetic's -0.4
     assert [r["c"] for r in report] == pytest.approx([0.4 * 96 / w[3].pow(2).sum().item() for w in before])
+    assert [r["c"] for r in mimetic_simple_(make_vit(dim=96, heads=3, depth=2))] == [16.0, 16.0]  # the default
     assert_simple_products(model, before)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before_state[k])}
     assert changed == {f"blocks.{i}.attn.qkv.weight" for i in range(2)}  # proj, biases, the rest: untouched
@@ -162,4 +163,8 @@ def test_registered_and_diagnosed(name):
     json.dumps(report), json.dumps(diagnostics)
     assert report["layers"] == 2 and diagnostics["changed_tensors"]
     vo_diag = diagnostics["attention"]["mean"]["vo_diag_mean"]
-    assert vo_diag == pytest.approx(-0.4, abs=1e-3) if name == "mimetic_simple" else abs(vo_diag) < 0.05
+    if name == "mimetic_simple":  # default c = 16: the VO product -16 W_o W_o^T has mean diagonal -16 ||W_o||^2 / d
+        expected = sum(-16.0 * before[f"blocks.{i}.attn.proj.weight"].pow(2).sum().item() / 48 for i in range(2)) / 2
+        assert vo_diag == pytest.approx(expected, rel=1e-3)
+    else:
+        assert abs(vo_diag) < 0.05
