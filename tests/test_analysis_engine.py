@@ -250,7 +250,7 @@ def test_the_committed_specs_load_and_name_their_rows_by_the_init_options():
     assert option({"init.name": "dw_covariance", "init.sigma_first": 0.25, "init.sigma_last": 1.0}) == "dw_covariance"
     assert option({"init.name": "mimetic_vo", "init.sign_vo": 1}) == "mimetic_vo_opposite"
     assert option({"init.name": "mimetic_vo", "init.sign_vo": -1}) == "mimetic_vo"
-    assert option({"init.name": "impulse", "init.kernel_size": 5}) == "impulse_k5"
+    assert option({"init.name": "impulse", "init.kernel_size": 5, "init.assign": "network"}) == "impulse_k5"
     assert option({"init.name": "pretrained_attention", "init.checkpoint": "runs/x"}) == "pretrained_attention"
     assert conv.label({"init": "dw_iid", "model.freeze_depthwise": True}) == "dw_iid, frozen"
     assert specs.table("alpha_beta").baseline_label == "α_qk=β_qk=0.7, α_vo=β_vo=0.4"

@@ -85,7 +85,7 @@ def plot_attention_maps(models: list[tuple[str, nn.Module]], x: torch.Tensor, la
                 ax.set_title(f"{name}, layer {layer} (peak {attn.max():.3f})", fontsize=9)
                 ax.axis("off")
         fig.suptitle(title)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (3 * len(models))))  # room for the title
         save_figure(fig, path, stamp, dpi=dpi)
     finally:
         plt.close(fig)
