@@ -54,8 +54,9 @@ What this module does, per attention layer ``l`` and head ``h``:
    up-right, down-left, down-right (their NeurIPS code's ``[4, 1, 5, 3, 7, 0, 2, 6, 8]`` on the row-major 3x3
    window), then, for larger windows, the remaining offsets by ring, distance and row-major position.
    ``layer`` (default, their NeurIPS code): head ``h`` of every layer takes offset ``h mod k^2`` (so with 3
-   heads every layer has centre/up/right, and a window larger than 3x3 changes nothing unless a layer has
-   more than 9 heads: configs/init/impulse_k5.yaml therefore counts across the network); ``network``: the count runs on across layers (head ``h`` of layer
+   heads every layer has centre/up/right, and a window larger than 3x3 changes nothing unless a layer
+   has more than 9 heads: configs/init/impulse_k5.yaml therefore counts across the network);
+   ``network``: the count runs on across layers (head ``h`` of layer
    ``l`` takes ``(l * heads + h) mod k^2``: every offset is used somewhere); ``random``: an offset drawn
    uniformly per head and layer (their 2404.01139 code draws per head, shared by all layers).
 7. **Value / projection** (``vo``): their NeurIPS code sets ``W_v^T W_o^T`` to mimetic's ``0.4 Z - 0.4 I``

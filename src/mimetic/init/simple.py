@@ -21,7 +21,8 @@ keys or values cannot be copies of its queries / transposed output projection (d
 ``c`` (``init.c``): a number (default 16, chosen on a validation split: experiment tune_mimetic_simple_c,
 val acc 44.8 / 46.4 / 45.2 / 47.4 / 36.8 for null / 1 / 4 / 16 / 64 on vit_micro, one seed, 500 images: only
 64 is clearly worse), or null: per layer ``c = beta_vo * d_out / ||W_o||_F^2``, i.e. the VO product's mean
-diagonal equals mimetic's ``-beta_vo`` (``-0.4``, the paper's). Why not ``c = 1``: the author's constant is not stated, and
+diagonal equals mimetic's ``-beta_vo`` (``-0.4``, the paper's). Why not ``c = 1``: the author's constant is
+not stated, and
 ``c = 1`` makes the product's size a property of the model's init scheme (mean diagonal ``-1/3`` under
 PyTorch's default Linear init, ``-0.077`` under timm's ViT init, std 0.02 at d = 192), so a comparison
 with mimetic would mostly compare scales. Note the top eigenvalue of ``c W_o W_o^T`` is about 4x its mean
@@ -104,7 +105,8 @@ def mimetic_simple_(model: nn.Module, *, c: float | None = 16.0, balanced: bool 
                     generator: torch.Generator | None = None) -> list[dict]:
     """The first author's simplest mimetic init, in place: ``W_k <- W_q`` and ``W_v <- -c W_o^T`` per layer.
 
-    ``c`` defaults to 16 (chosen on validation for vit_micro); ``c=None`` picks, per layer, ``c = beta_vo d_out / ||W_o||_F^2`` so that the VO product's mean diagonal
+    ``c`` defaults to 16 (chosen on validation for vit_micro); ``c=None`` picks, per layer,
+    ``c = beta_vo d_out / ||W_o||_F^2`` so that the VO product's mean diagonal
     is mimetic's ``-0.4``. ``balanced=True`` writes ``W_o <- sqrt(c) W_o`` and ``W_v <- -sqrt(c) W_o^T`` (the
     original ``W_o``): the same VO product with factors of equal size (as mimetic's balanced split), at the
     price of also writing the output projection. Returns one dict per layer (name, the ``c`` used, the QK
@@ -158,8 +160,8 @@ class MimeticSimpleOptions(Option):
     """``init=mimetic_simple``: the first author's simplest version (SPEC §6): after the model's random init,
     ``W_k = W_q`` (per head: a PSD QK product) and ``W_v = -c W_o^T`` (VO product ``-c W_o W_o^T``).
     ``c``: a number (default 16: chosen on a validation split, experiment tune_mimetic_simple_c), or null:
-    per layer the ``c`` that gives the VO product mean diagonal -0.4, mimetic's (``c = 1`` would tie the product's size to the
-    model's init scheme: -1/3 under PyTorch's Linear init, -0.077 under timm's ViT init at d = 192)."""
+    per layer the ``c`` that gives the VO product mean diagonal -0.4, mimetic's (``c = 1`` would tie the
+    product's size to the model's init scheme: -1/3 under PyTorch's Linear init, -0.077 under timm's ViT init at d = 192)."""
 
     touches_attention: ClassVar[bool] = True
     c: float | None = 16.0
