@@ -161,7 +161,8 @@ class MimeticSimpleOptions(Option):
     ``W_k = W_q`` (per head: a PSD QK product) and ``W_v = -c W_o^T`` (VO product ``-c W_o W_o^T``).
     ``c``: a number (default 16: chosen on a validation split, experiment tune_mimetic_simple_c), or null:
     per layer the ``c`` that gives the VO product mean diagonal -0.4, mimetic's (``c = 1`` would tie the
-    product's size to the model's init scheme: -1/3 under PyTorch's Linear init, -0.077 under timm's ViT init at d = 192)."""
+    product's size to the model's init scheme: -1/3 under PyTorch's Linear init, -0.077 under timm's ViT
+    init at d = 192)."""
 
     touches_attention: ClassVar[bool] = True
     c: float | None = 16.0
