@@ -179,6 +179,31 @@ def test_pos_scale_multiplies_the_fixed_table_only_when_asked():
     assert not model.pos_embed.requires_grad
 
 
+def test_a_torchvision_vit_once_its_table_is_fixed():
+    """torchvision's ViT (encoder.pos_embedding, nn.MultiheadAttention): refused while its table is learned, with
+    the fix; after use_fixed_sincos_pos_embed_ each head of the real layers is an impulse at its offset."""
+    import torchvision
+
+    from mimetic.models import use_fixed_sincos_pos_embed_
+
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=3,
+                                                 hidden_dim=48, mlp_dim=96, num_classes=10)
+    with pytest.raises(InitError, match="use_fixed_sincos_pos_embed_"):
+        impulse_attention_(model)
+    use_fixed_sincos_pos_embed_(model)
+    assert "encoder.pos_embedding" in dict(model.named_buffers())
+    assert "encoder.pos_embedding" not in dict(model.named_parameters())
+    report = impulse_attention_(model, generator=torch.Generator().manual_seed(0))
+    assert report["grid"] == [8, 8] and report["mean_target_mass"] > 0.8
+    pos = model.encoder.pos_embedding.detach()[0, 1:]  # the class token's row first
+    for layer_maps in probed_attention(model, pos=pos):
+        for h, head in enumerate(layer_maps):
+            mass, hits = mass_on(head, 8, offset_order(3)[h])
+            assert mass > 0.8 and hits == 1.0
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_an_encoder_of_multihead_attention_with_its_own_table():
     torch.manual_seed(0)
     encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(d_model=64, nhead=2, batch_first=True), num_layers=2)

@@ -113,7 +113,7 @@ _RANK_RTOL = 1e-10
 #: LayerNorm epsilon of the pseudo-input (timm's ViT blocks use 1e-6).
 _LN_EPS = 1e-6
 SOURCE_FIX = ("model.pos_embed=sincos (the project's ViTs), or mimetic.models.pos_embed.use_fixed_sincos_pos_embed_"
-              "(vit) for a timm VisionTransformer")
+              "(vit) for a timm or torchvision VisionTransformer")
 
 
 def offset_order(kernel_size: int) -> list[tuple[int, int]]:
@@ -146,45 +146,62 @@ class PositionTable:
     patches: torch.Tensor
     grid: tuple[int, int]
     source: str
-    owner: nn.Module | None = None  # the ViT whose pos_embed it is (None: passed in by the caller)
+    full: torch.Tensor | None = None  # the model's whole table, prefix rows included (None: passed in by the caller)
 
 
 def _is_fixed(tensor: torch.Tensor) -> bool:
     return not (isinstance(tensor, nn.Parameter) and tensor.requires_grad)
 
 
+def _vit_tables(model: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor, tuple[int, ...], bool]]:
+    """Every ViT in ``model`` as (where its table is, the ViT, the table, the token grid, dynamic grid?).
+
+    Two layouts: timm's (``pos_embed`` beside ``patch_embed.grid_size``) and torchvision's
+    (``encoder.pos_embedding`` beside the ints ``image_size`` and ``patch_size``; the class token's row first).
+    """
+    found = []
+    for name, m in model.named_modules():
+        prefix = f"{name}." if name else ""
+        grid_size = getattr(getattr(m, "patch_embed", None), "grid_size", None)
+        if isinstance(getattr(m, "pos_embed", None), torch.Tensor) and grid_size is not None:
+            found.append((f"{prefix}pos_embed", m, m.pos_embed, tuple(int(g) for g in grid_size),
+                          bool(getattr(m, "dynamic_img_size", False))))
+        table = getattr(getattr(m, "encoder", None), "pos_embedding", None)
+        size, patch = getattr(m, "image_size", None), getattr(m, "patch_size", None)
+        if isinstance(table, torch.Tensor) and isinstance(size, int) and isinstance(patch, int) and patch > 0:
+            found.append((f"{prefix}encoder.pos_embedding", m, table, (size // patch, size // patch), False))
+    return found
+
+
 def find_position_table(model: nn.Module) -> PositionTable:
-    """The fixed 2-D position table of the (one) timm-style ViT in ``model``, or an :class:`InitError` with the fix."""
-    vits = [(name, m) for name, m in model.named_modules()
-            if isinstance(getattr(m, "pos_embed", None), torch.Tensor)
-            and getattr(getattr(m, "patch_embed", None), "grid_size", None) is not None]
+    """The fixed 2-D position table of the (one) ViT in ``model`` (timm's or torchvision's layout), or an
+    :class:`InitError` with the fix."""
+    vits = _vit_tables(model)
     if not vits:
         raise InitError(
             f"init=impulse needs a ViT with fixed 2-D position embeddings (a timm-style VisionTransformer: "
-            f"pos_embed and patch_embed.grid_size); {type(model).__name__} has none. Use {SOURCE_FIX}; for "
+            f"pos_embed and patch_embed.grid_size, or torchvision's: encoder.pos_embedding); "
+            f"{type(model).__name__} has none. Use {SOURCE_FIX}; for "
             "another model pass its table: impulse_attention_(model, pos_embed=P, grid=(g, g))")
     if len(vits) > 1:
-        raise InitError(f"init=impulse found several ViTs ({', '.join(n or '<root>' for n, _ in vits)}); pass the "
+        raise InitError(f"init=impulse found several ViTs ({', '.join(w for w, *_ in vits)}); pass the "
                         "table of the one to initialise: impulse_attention_(model, pos_embed=P, grid=(g, g))")
-    name, vit = vits[0]
-    where = f"{name}.pos_embed" if name else "pos_embed"
-    pos = vit.pos_embed
+    where, vit, pos, grid, dynamic = vits[0]
     if not _is_fixed(pos):
         raise InitError(f"init=impulse needs fixed position embeddings, but {where} is a trained parameter "
                         f"(learned embeddings would move away from the table the heads were solved for); use "
                         f"{SOURCE_FIX}")
-    if getattr(vit, "dynamic_img_size", False):
-        raise InitError(f"init=impulse needs a fixed token grid; {name or type(vit).__name__} was built with "
+    if dynamic:
+        raise InitError(f"init=impulse needs a fixed token grid; {type(vit).__name__} ({where}) was built with "
                         "dynamic_img_size=True")
-    grid = tuple(int(s) for s in vit.patch_embed.grid_size)
     if len(grid) != 2 or grid[0] != grid[1]:
-        raise InitError(f"init=impulse needs a square token grid; {name or type(vit).__name__} has {grid} "
+        raise InitError(f"init=impulse needs a square token grid; {type(vit).__name__} ({where}) has {grid} "
                         "(use a square img_size)")
     n = grid[0] * grid[1]
     rows = pos.reshape(-1, pos.shape[-1])
     if rows.shape[0] < n:
         raise InitError(f"{where} has {rows.shape[0]} rows, fewer than the {n} patch tokens of its {grid} grid")
-    return PositionTable(rows[rows.shape[0] - n:], grid, where, vit)  # prefix rows (if any) come first in timm
+    return PositionTable(rows[rows.shape[0] - n:], grid, where, pos)  # prefix rows (if any) come first
 
 
 def _table_from_arguments(pos_embed: torch.Tensor, grid: Any) -> PositionTable:
@@ -411,8 +428,8 @@ def _impulse_attention(model: nn.Module, kernel_size: int, scale: float, assign:
             alpha, beta = PAPER_COEFFICIENTS.alpha_vo, -PAPER_COEFFICIENTS.beta_vo
             write_layers_(layers, solver, lambda layer: reference_vo_(layer, alpha, beta, generator),
                           lambda layer: [mimetic_vo_job(layer, alpha, beta, generator, vo_solver(layer, solver))])
-        if pos_scale != 1 and table.owner is not None:
-            table.owner.pos_embed.mul_(float(pos_scale))
+        if pos_scale != 1 and table.full is not None:
+            table.full.mul_(float(pos_scale))
 
     report_layers = []
     for layer, heads in plans:

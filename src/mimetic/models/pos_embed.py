@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 
 def sincos_2d_table(grid_hw: tuple[int, int], dim: int, num_prefix_tokens: int) -> torch.Tensor:
@@ -23,20 +24,32 @@ def sincos_2d_table(grid_hw: tuple[int, int], dim: int, num_prefix_tokens: int) 
     return torch.cat([prefix, grid])[None]
 
 
-def use_fixed_sincos_pos_embed_(model: VisionTransformer) -> None:
-    """Replace the learned ``pos_embed`` parameter of a timm ViT with a fixed sin-cos buffer.
+def use_fixed_sincos_pos_embed_(model: nn.Module) -> None:
+    """Replace the learned position embedding of a timm ViT (``pos_embed``) or a torchvision one
+    (``encoder.pos_embedding``, the class token's row first) with a fixed sin-cos buffer.
 
     As a (persistent) buffer it stays in ``state_dict`` under the same key, moves with
     ``.to()``, and is never seen by the optimizer.
     """
-    if getattr(model, "pos_embed", None) is None:
-        raise ValueError("the model has no pos_embed to replace (built with pos_embed='none'?)")
-    if getattr(model, "dynamic_img_size", False):
-        raise ValueError("fixed sin-cos embeddings here assume a fixed grid; build the ViT with dynamic_img_size=False")
-    prefix = 0 if model.no_embed_class else model.num_prefix_tokens
-    table = sincos_2d_table(tuple(model.patch_embed.grid_size), model.embed_dim, prefix)
-    old = model.pos_embed
+    if isinstance(model, VisionTransformer):
+        if getattr(model, "pos_embed", None) is None:
+            raise ValueError("the model has no pos_embed to replace (built with pos_embed='none'?)")
+        if getattr(model, "dynamic_img_size", False):
+            raise ValueError("fixed sin-cos embeddings here assume a fixed grid; build the ViT with "
+                             "dynamic_img_size=False")
+        owner, key = model, "pos_embed"
+        prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+        grid, dim = tuple(model.patch_embed.grid_size), model.embed_dim
+    elif isinstance(getattr(getattr(model, "encoder", None), "pos_embedding", None), torch.Tensor):
+        # torchvision.models.VisionTransformer: Encoder.forward adds encoder.pos_embedding (1, 1 + H*W, d)
+        owner, key, prefix = model.encoder, "pos_embedding", 1
+        side = model.image_size // model.patch_size
+        grid, dim = (side, side), model.hidden_dim
+    else:
+        raise ValueError(f"{type(model).__name__} is neither a timm nor a torchvision VisionTransformer")
+    table = sincos_2d_table(grid, dim, prefix)
+    old = getattr(owner, key)
     if tuple(old.shape) != tuple(table.shape):
-        raise ValueError(f"pos_embed shape {tuple(old.shape)} != sin-cos table {tuple(table.shape)}")
-    del model.pos_embed
-    model.register_buffer("pos_embed", table.to(device=old.device, dtype=old.dtype), persistent=True)
+        raise ValueError(f"{key} shape {tuple(old.shape)} != sin-cos table {tuple(table.shape)}")
+    delattr(owner, key)
+    owner.register_buffer(key, table.to(device=old.device, dtype=old.dtype), persistent=True)
