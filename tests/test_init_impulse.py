@@ -202,6 +202,16 @@ def test_a_torchvision_vit_once_its_table_is_fixed():
             mass, hits = mass_on(head, 8, offset_order(3)[h])
             assert mass > 0.8 and hits == 1.0
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # The maps of the model's own forward (what a figure draws): a blank image with a zero patch bias leaves
+    # x = [cls, P], so layer 0 shows the same impulses, the class token included as a key.
+    with torch.no_grad():
+        model.conv_proj.bias.zero_()
+    maps = attention_maps(model, torch.zeros(2, 3, 32, 32))
+    assert len(maps) == 2 and maps[0].shape == (2, 3, 65, 65)
+    assert torch.allclose(maps[1].sum(-1), torch.ones(2, 3, 65))
+    for h, offset in enumerate(offset_order(3)[:3]):
+        mass, hits = mass_on(maps[0][0, h], 8, offset, prefix=1)
+        assert mass > 0.8 and hits == 1.0
 
 
 def test_an_encoder_of_multihead_attention_with_its_own_table():

@@ -40,10 +40,13 @@ def image_batch(folder: Path, n: int = 8, image_size: int = 32, normalise: str =
 
 
 def patch_grid(model: nn.Module) -> tuple[int, int]:
-    """(rows, cols) of a timm ViT's patch grid."""
+    """(rows, cols) of a timm ViT's patch grid, or of a torchvision ViT's (image_size // patch_size, square)."""
     grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is None and isinstance(getattr(model, "image_size", None), int) and getattr(model, "patch_size", 0):
+        grid = (model.image_size // model.patch_size,) * 2  # torchvision: one class token, then the grid
     if grid is None:
-        raise ValueError(f"{type(model).__name__} has no patch_embed.grid_size: attention maps need a timm ViT")
+        raise ValueError(f"{type(model).__name__} has no patch_embed.grid_size (timm) or image_size and "
+                         "patch_size (torchvision): attention maps need a ViT")
     return int(grid[0]), int(grid[1])
 
 

@@ -166,18 +166,36 @@ def summarize_products(products: list[LayerProducts]) -> dict:
 
 
 def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Softmax attention of every timm attention layer for input ``x``: a list of (B, heads, N, N).
+    """Softmax attention of every self-attention layer for input ``x``: a list of (B, heads, N, N).
 
-    Runs the model's real forward (in eval mode, without autograd) with the non-fused
-    attention path switched on for the call, so the maps can be read off ``attn_drop``.
+    Runs the model's real forward (in eval mode, without autograd). timm layers: with the non-fused attention
+    path switched on for the call, the maps are read off ``attn_drop``. Any other supported layer (e.g.
+    ``nn.MultiheadAttention`` in torchvision's ViT): the tokens it receives are recorded and its adapter
+    recomputes the map from them (in float64).
     """
-    layers = [layer for layer in find_attention_layers(model) if isinstance(layer, TimmFusedAttention)]
+    layers = find_attention_layers(model)
     if not layers:
-        raise InitError(f"{type(model).__name__} has no timm attention layers to read maps from")
-    maps: list[torch.Tensor] = []
-    saved = [(layer.module, layer.module.fused_attn) for layer in layers]
-    hooks = [layer.module.attn_drop.register_forward_hook(lambda _m, _i, out: maps.append(out.detach()))
-             for layer in layers]
+        raise InitError(f"{type(model).__name__} has no attention layers to read maps from")
+    timm_layers = [layer for layer in layers if isinstance(layer, TimmFusedAttention)]
+    other = [layer for layer in layers if not isinstance(layer, TimmFusedAttention)]
+    maps: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
+
+    def keep_map(i):
+        return lambda _m, _i, out: maps.setdefault(i, out.detach())
+
+    def keep_input(i, batch_first):
+        def hook(_m, args, kwargs):
+            tokens = args[0] if args else kwargs["query"]
+            inputs.setdefault(i, (tokens if batch_first else tokens.transpose(0, 1)).detach())
+        return hook
+
+    index = {id(layer): i for i, layer in enumerate(layers)}
+    hooks = [layer.module.attn_drop.register_forward_hook(keep_map(index[id(layer)])) for layer in timm_layers]
+    hooks += [layer.module.register_forward_pre_hook(
+        keep_input(index[id(layer)], getattr(layer.module, "batch_first", True)), with_kwargs=True)
+        for layer in other]
+    saved = [(layer.module, layer.module.fused_attn) for layer in timm_layers]
     was_training = model.training
     try:
         for module, _ in saved:
@@ -191,7 +209,11 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         for module, fused in saved:
             module.fused_attn = fused
         model.train(was_training)
-    return maps
+    for layer in other:
+        i = index[id(layer)]
+        if i in inputs:
+            maps[i] = torch.stack([layer.attention_log_probs(t, t).exp() for t in inputs[i]]).to(x.dtype)
+    return [maps[i] for i in sorted(maps)]
 
 
 def state_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
