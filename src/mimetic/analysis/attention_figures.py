@@ -88,7 +88,8 @@ def plot_attention_maps(models: list[tuple[str, nn.Module]], x: torch.Tensor, la
                 ax.set_title(f"{name}, layer {layer} (peak {attn.max():.3f})", fontsize=9)
                 ax.axis("off")
         fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (3 * len(models))))  # room for the title
+        # Room for the title once the figure is tall (the two-row paper figure keeps its committed layout).
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (3 * len(models))) if len(models) > 2 else None)
         save_figure(fig, path, stamp, dpi=dpi)
     finally:
         plt.close(fig)
