@@ -1,20 +1,11 @@
-"""Bad or missing arguments to the scripts are one message (exit 2), never a traceback: conv_compare.py,
+"""Bad or missing arguments to the scripts are one message (exit 2), never a traceback:
 benchmark.py's stream and models parts, prepare_data.py's subcommands; the tree `benchmark.py --parts stream
 --stream-make` writes is one its own loader reads, and split-classes splits a tree by class."""
 
-import json
 
 import pytest
 import torch
-import yaml
-from helpers import REPO, load_script
-
-
-@pytest.fixture(scope="module")
-def conv_compare():
-    if not (REPO / "scripts" / "conv_compare.py").exists():
-        pytest.skip("scripts/conv_compare.py is gone (its tables are the table engine's)")
-    return load_script("scripts/conv_compare.py")
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
@@ -35,47 +26,6 @@ def quiet_threads(monkeypatch):
     monkeypatch.setenv("MIMETIC_DATA_WORKERS", "0")
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda *args, **kwargs: None)
-
-
-def write_run(root, experiment, init, seed, accs, **init_keys):
-    run = root / f"{experiment}-{init}-{seed}-{len(list(root.iterdir())) if root.exists() else 0}"
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"experiment": experiment, "seed": seed,
-                                                     "init": {"name": init, **init_keys}}))
-    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "test_acc": a}) + "\n"
-                                               for i, a in enumerate(accs)))
-    (run / "DONE").write_text("done\n")
-    return run
-
-
-def test_conv_compare_without_runs_is_one_message(conv_compare, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # the default --runs runs/conv does not exist here
-    assert conv_compare.main([]) == 2
-    err = capsys.readouterr().err
-    assert "error: --runs runs/conv: no such directory" in err and "Traceback" not in err
-    assert conv_compare.main(["--runs", str(tmp_path / "missing")]) == 2
-    (tmp_path / "empty").mkdir()
-    assert conv_compare.main(["--runs", str(tmp_path / "empty")]) == 2
-    assert "no finished run (DONE) of experiment=proxy_conv_cifar_slice" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as stop:  # argparse's own message and status
-        conv_compare.main(["--runs"])
-    assert stop.value.code == 2
-
-
-def test_conv_compare_reads_runs_and_names_a_missing_metric(conv_compare, tmp_path, capsys):
-    runs = tmp_path / "runs"
-    for exp in ("proxy_conv_cifar_slice", "proxy_conv_cifar_slice_frozen"):
-        for seed in (0, 1):
-            write_run(runs, exp, "default", seed, [50.0, 60.0])
-            write_run(runs, exp, "dw_covariance", seed, [51.0, 62.0, 63.0], sigma_first=0.25, sigma_last=1.0)
-    broken = write_run(runs, "proxy_conv_cifar_slice", "default", 7, [1.0])
-    (broken / "metrics.jsonl").write_text("{not json\n")
-    assert conv_compare.main(["--runs", str(runs)]) == 0
-    out, err = capsys.readouterr()
-    assert "| 2 | 60.00 ± 0.00 | 62.00 ± 0.00 | +2.00 ± 0.00 | 2/2 |" in out  # epochs both arms have
-    assert f"left out {broken}" in err
-    assert conv_compare.main(["--runs", str(runs), "--metric", "val_acc"]) == 2
-    assert "--metric val_acc is not in every run's metrics" in capsys.readouterr().err
 
 
 def test_the_stream_part_without_a_tree_is_one_message(benchmark, tmp_path, capsys, quiet_threads):
