@@ -42,7 +42,7 @@ GRID_JOBS = {
     "transfer_source": 1,  # seed 0, default init
     "transfer_target": 9,  # 3 seeds x default, mimetic, pretrained_transfer_source
     "tune_convmixer_sigma": 4,  # seed 0 x default and 3 sigma schedules
-    "tune_impulse_scale": 4,  # seed 0 x 4 values of init.scale
+    "tune_impulse_scale": 5,  # seed 0 x 5 values of init.scale
     "tune_mimetic_simple_c": 5,  # seed 0 x 5 values of c
     "vit_tiny_cifar10": 6,
     "vit_tiny_cifar_slice": 6,
