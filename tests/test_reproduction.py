@@ -404,3 +404,19 @@ def test_the_committed_claims_name_real_paper_numbers_tables_and_experiments():
         assert recipes.exists(spec.experiments[0]) or spec.grid or any("-" in e for e in spec.experiments), spec.name
     readme = (REPO / "README.md").read_text()
     assert START in readme and END in readme
+
+
+def test_a_superseded_proxy_protects_no_row_once_its_successor_has_runs():
+    """Old rows resting on more runs are kept, unless the claim names their proxy superseded and the new record
+    has runs of the successor (then a better proxy on fewer seeds replaces them, its status saying so)."""
+    old = {"measurements": {"proxy_old": {"runs": 12, "seeds": 3}}}
+    new_without = {"measurements": {"proxy_old": {"runs": 0, "seeds": 0}, "proxy_new": {"runs": 0, "seeds": 0}}}
+    new_with = {"measurements": {"proxy_old": {"runs": 0, "seeds": 0}, "proxy_new": {"runs": 2, "seeds": 1}}}
+    assert "proxy_old: 0 runs, 0 seeds now" in less_evidence(new_with, old)  # not superseded: kept
+    assert less_evidence(new_without, old, {"proxy_old": "proxy_new"})  # the successor has no runs yet: kept
+    assert less_evidence(new_with, old, {"proxy_old": "proxy_new"}) is None  # replaced
+    claims = load_claims(REPO / "results" / "claims.yaml")
+    conv = next(c for c in claims if c.id == "conv_covariance")
+    assert {e.key: e.superseded_by for e in conv.evidence if e.superseded_by} == {
+        "proxy_conv_cifar_slice": "proxy_convmixer_cifar_slice",
+        "proxy_conv_cifar_slice_frozen": "proxy_convmixer_cifar_slice"}

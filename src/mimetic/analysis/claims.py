@@ -111,7 +111,8 @@ def rules_text() -> str:
         "(`<!-- evidence: {...} -->`: status, runs and seeds per measurement, the run folders, the last finish "
         "date), and README's table a copy. Regenerating keeps a claim's old row and section when the new ones "
         "rest on fewer runs or seeds for any measurement (as in a fresh clone: run directories are never "
-        "committed), and says so; `--replace-with-less` replaces them anyway. A row kept from before these "
+        "committed), and says so; `--replace-with-less` replaces them anyway. A measurement results/claims.yaml "
+        "marks `superseded_by` a better proxy protects nothing once that proxy has runs. A row kept from before these "
         f"rules shows the status it was made with (*{PROXY_ONLY}* was the one CPU status then).",
         "",
     ]
@@ -143,6 +144,7 @@ class Evidence:
     name: str = ""  # the measurement's key in the evidence record (default: the table)
     note: str = ""
     reference: str | None = None  # a third row the claim measures the gap to (pretrained_attention)
+    superseded_by: str | None = None  # the key of the measurement that replaces this one (a better proxy)
 
     @property
     def key(self) -> str:
@@ -164,11 +166,12 @@ def _evidence(e: dict) -> Evidence:
     compare = tuple(str(i) for i in e["compare"])
     if len(compare) != 2:
         raise ValueError(f"compare must be [row, baseline row], got {list(compare)}")
-    unknown = sorted(set(e) - {"table", "compare", "name", "note", "reference"})
+    unknown = sorted(set(e) - {"table", "compare", "name", "note", "reference", "superseded_by"})
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)} (commands are derived from the table's experiment)")
     return Evidence(str(e["table"]), compare, str(e.get("name", "")), str(e.get("note", "")),
-                    None if e.get("reference") is None else str(e["reference"]))
+                    None if e.get("reference") is None else str(e["reference"]),
+                    None if e.get("superseded_by") is None else str(e["superseded_by"]))
 
 
 def _effect(entry: dict, paper: tuple[str, ...]) -> Effect | None:
@@ -566,12 +569,21 @@ def records(text: str) -> dict[str, dict]:
     return out
 
 
-def less_evidence(new: dict, old: dict) -> str | None:
-    """Why ``new`` rests on less than ``old`` (fewer runs or seeds for a measurement of ``old``), or None."""
+def less_evidence(new: dict, old: dict, superseded: dict[str, str] | None = None) -> str | None:
+    """Why ``new`` rests on less than ``old`` (fewer runs or seeds for a measurement of ``old``), or None.
+
+    ``superseded``: measurement -> the measurement that replaces it (results/claims.yaml's ``superseded_by``).
+    A superseded measurement protects nothing once ``new`` has runs of its successor: a better proxy is not
+    less evidence, even on fewer seeds (its status then says how many).
+    """
     fresh = new.get("measurements") or {}
+    superseded = superseded or {}
     for name, was in (old.get("measurements") or {}).items():
         runs, seeds = was.get("runs"), was.get("seeds")
         if not runs and not seeds:
+            continue
+        successor = fresh.get(superseded.get(name, "")) or {}
+        if successor.get("runs"):
             continue
         now = fresh.get(name) or {"runs": 0, "seeds": 0}
         if (runs is not None and now.get("runs", 0) < runs) or (seeds is not None and now.get("seeds", 0) < seeds):
@@ -579,6 +591,10 @@ def less_evidence(new: dict, old: dict) -> str | None:
                                             f"{seeds} seeds" if seeds is not None else "") if x)
             return f"{name}: {now.get('runs', 0)} runs, {now.get('seeds', 0)} seeds now; {before} before"
     return None
+
+
+def _superseded(claim: Claim) -> dict[str, str]:
+    return {e.key: e.superseded_by for e in claim.evidence if e.superseded_by}
 
 
 KEPT_NOTE = ("> Kept from an earlier report: regenerating it found less evidence than this section rests on (run "
@@ -612,7 +628,7 @@ def merge_page(results: list[ClaimResult], old: str | None, replace_with_less: b
             if section is None:
                 continue
             was = records(section).get(cid) or {}  # a section without a record rests on nothing said
-            why = less_evidence(r.record(), was)
+            why = less_evidence(r.record(), was, _superseded(r.claim))
             if why is None:
                 continue
             if replace_with_less:
@@ -638,7 +654,7 @@ def merge_block(results: list[ClaimResult], old_block: str | None, link: str,
     old_rows, old_recs = (_rows(old_block, claims), records(old_block)) if old_block else ({}, {})
     for r in results:
         cid = r.claim.id
-        why = less_evidence(recs[cid], old_recs.get(cid) or {})
+        why = less_evidence(recs[cid], old_recs.get(cid) or {}, _superseded(r.claim))
         if why is None:
             continue
         if replace_with_less:
