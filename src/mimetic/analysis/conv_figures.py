@@ -54,12 +54,13 @@ def plot_covariances(sampled: nn.Module, trained_state: dict[str, torch.Tensor],
             titles = [f"target, sigma={sigma:.2f}", f"sampled ({layer.channels} ch)", "learned (trained run)"]
             for col, (mat, title) in enumerate(zip(mats, titles)):
                 ax = axes[row, col]
-                ax.imshow(mat.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+                # nearest: one block per covariance entry, so a 9x9 kernel's 81x81 matrices stay small files
+                ax.imshow(mat.numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
                 ax.set_title(f"layer {row}: {title}", fontsize=7)
                 _bare(ax)
         fig.suptitle(f"depthwise k^2 x k^2 covariances / mean diagonal\n{source}", fontsize=8)
         fig.tight_layout()
-        save_figure(fig, path, stamp, dpi=110)
+        save_figure(fig, path, stamp, dpi=110 if len(layers) <= 4 else 80)
     finally:
         plt.close(fig)
 
